@@ -1,0 +1,1 @@
+"""Compatibility shims (Megatron-Core without CUDA). Active only where CUDA is absent."""

@@ -1,0 +1,1 @@
+"""Where a stage runs: local process or a submitit Slurm job; signals → stop flag → requeue."""

@@ -1,0 +1,76 @@
+"""torch.distributed from the job environment: the only module that reads RANK / MASTER_* / SLURM_*.
+
+Three ways a stage process can start, one result (an initialised default process group):
+- under `torchrun` (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT already set);
+- as a submitit task on Slurm or the local executor (submitit's `TorchDistributedEnvironment().export()`
+  turns the job environment into those variables);
+- as a plain single process (world size 1 on a free loopback port).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def export_submitit_env() -> None:
+    """Inside a submitit job: set the env:// variables from the job environment (no-op elsewhere)."""
+    if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
+        return
+    try:
+        import submitit
+
+        submitit.JobEnvironment()  # raises outside a submitit job
+    except (ImportError, RuntimeError):
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def ensure_process_group(backend: str | None = None, timeout_s: int = 600) -> DistInfo:
+    """Initialise the default process group once; later calls return the same description."""
+    backend = backend or default_backend()
+    if not dist.is_initialized():
+        export_submitit_env()
+        if "RANK" not in os.environ:
+            os.environ.update(
+                RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
+            )
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return DistInfo(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        backend=dist.get_backend(),
+    )
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,21 @@
+"""The one interface every loop logs through; domain code only sees this protocol."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Tracker(Protocol):
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullTracker:
+    """Stands in on non-zero ranks and when logging is off, so no loop branches on rank or W&B."""
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
