@@ -1,1 +1,1 @@
-"""config"""
+"""Typed config schemas (dataclasses) mirrored by the YAML tree in `config/`."""

@@ -1,1 +1,1 @@
-"""report"""
+"""The experiment report (HTML + plots), built only from stage markers and metrics.jsonl files."""

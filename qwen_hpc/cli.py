@@ -1,0 +1,133 @@
+"""`qwen-hpc <stage> [hydra overrides]`: compose, validate, then run or submit one stage of the recipe.
+
+Extra commands: `qwen-hpc validate [overrides]` checks a config without running anything; `--cfg job`
+(or `--cfg all`) prints the composed config, as Hydra apps do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from qwen_hpc.config.compose import ConfigError, load
+from qwen_hpc.stages.registry import STAGE_NAMES, UnknownStageError, descriptions
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_PREEMPTED = 0, 1, 2, 3
+
+
+def _usage() -> str:
+    lines = [
+        "usage: qwen-hpc <stage|validate> [--cfg job|all] [key=value ...]",
+        "",
+        "The Qwen (arXiv:2309.16609) recipe as jobs. Stages, in DAG order:",
+    ]
+    for name, text in descriptions().items():
+        lines.append(f"  {name:<10} {text}")
+    lines += [
+        "",
+        "Other commands:",
+        "  validate   compose and validate the config (and check inputs), run nothing",
+        "",
+        "Options:",
+        "  --cfg job  print the composed config and exit (--cfg all adds nothing more here)",
+        "  -h/--help  this text",
+        "",
+        "Overrides are Hydra syntax: experiment=tiny launcher=slurm launcher.partition=gpu",
+        "pretrain.train.train_iters=100 model=tiny logger=none run.name=myexp",
+    ]
+    return "\n".join(lines)
+
+
+def _split_args(argv: list[str]) -> tuple[str | None, list[str]]:
+    print_cfg = None
+    rest: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--cfg", "-c"):
+            print_cfg = next(it, "job")
+        elif arg.startswith("--cfg="):
+            print_cfg = arg.split("=", 1)[1]
+        elif arg == "--resolve":
+            continue
+        else:
+            rest.append(arg)
+    return print_cfg, rest
+
+
+def _absolutize(plain: dict) -> None:
+    """Jobs may start in another directory: pin every run path to where the user invoked us."""
+    run = plain["run"]
+    for key in ("root", "data_root"):
+        run[key] = str(Path(run[key]).expanduser().resolve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return EXIT_OK if argv else EXIT_BAD_CONFIG
+    command, print_cfg, overrides = argv[0], *_split_args(argv[1:])
+    if command not in (*STAGE_NAMES, "validate"):
+        print(f"qwen-hpc: unknown stage {command!r}\n\n{_usage()}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+    from qwen_hpc.launch.job import setup_logging
+
+    setup_logging()
+    try:
+        plain, typed = load(overrides)
+    except ConfigError as exc:
+        print(f"qwen-hpc: invalid config: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if print_cfg:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(plain), end="")
+        return EXIT_OK
+    _absolutize(plain)
+    if command == "validate":
+        print(json.dumps({"config": "ok", "experiment": typed.run.name, "launcher": typed.launcher.kind}))
+        return EXIT_OK
+    return _dispatch(command, plain)
+
+
+def _dispatch(stage: str, plain: dict) -> int:
+    from qwen_hpc.config.compose import to_typed
+    from qwen_hpc.launch.job import StagePreempted
+    from qwen_hpc.launch.submit import effective_launcher, run_inline, submit_and_wait
+    from qwen_hpc.stages.base import stage_dir
+    from qwen_hpc.stages.preflight import PreflightError, preflight
+    from qwen_hpc.stages.runner import StageInputError, check_ready, prepare_stage_dir
+
+    log = logging.getLogger("qwen_hpc.cli")
+    cfg = to_typed(plain)
+    try:
+        preflight(stage, cfg)
+        up_to_date, lineage = check_ready(stage, plain, cfg)
+    except (StageInputError, PreflightError, UnknownStageError) as exc:
+        print(f"qwen-hpc: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if up_to_date:
+        log.info("stage %s is up to date: nothing to do", stage)
+        return EXIT_OK
+    prepare_stage_dir(stage, cfg, lineage)
+    launcher = effective_launcher(cfg.launcher, getattr(cfg, stage).resources)
+    try:
+        if launcher.kind == "debug":
+            result = run_inline(stage, plain)
+        else:
+            result = submit_and_wait(stage, plain, launcher, stage_dir(cfg, stage), cfg.run.name)
+    except StagePreempted as exc:
+        log.warning("%s", exc)
+        return EXIT_PREEMPTED
+    except Exception as exc:  # noqa: BLE001 - any job failure becomes a clear non-zero exit
+        print(f"qwen-hpc: stage {stage} failed:\n{exc}", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("stage %s %s: %s", stage, result.get("status"), json.dumps(result.get("metrics", {}), default=str))
+    return EXIT_OK if result.get("status") in ("completed", "skipped") else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The root config: what `qwen-hpc <stage>` composes from config/ and validates before anything runs.
+
+Typed with dataclasses so that OmegaConf rejects unknown keys and wrong types at composition time, and
+`__post_init__` rejects impossible values when the tree becomes Python objects (`to_object`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qwen_hpc.config.launcher import LauncherConfig
+from qwen_hpc.config.logger import LoggerConfig
+from qwen_hpc.config.stages import (
+    DataStageConfig,
+    EvaluateStageConfig,
+    PretrainStageConfig,
+    ReportStageConfig,
+    TokenizerStageConfig,
+    TokensStageConfig,
+)
+from qwen_hpc.model.config import ModelConfig
+
+
+@dataclass
+class RunConfig:
+    """Identity and locations of one experiment: everything it writes lives in `<root>/<name>/`."""
+
+    name: str = "tiny"
+    root: str = "runs"
+    seed: int = 1234
+    # real datasets (eval sets, preference data ...) are read through this root, never from fixed paths
+    data_root: str = "../shared/datasets"
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"run.name={self.name!r} must be a plain directory name")
+
+
+@dataclass
+class QwenConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataStageConfig = field(default_factory=DataStageConfig)
+    tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
+    tokens: TokensStageConfig = field(default_factory=TokensStageConfig)
+    pretrain: PretrainStageConfig = field(default_factory=PretrainStageConfig)
+    evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
+    report: ReportStageConfig = field(default_factory=ReportStageConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -1,0 +1,46 @@
+"""Plots for the report (matplotlib, Agg: no display needed on a compute node)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _smooth(values: Sequence[float], window: int) -> list[float]:
+    out, acc = [], []
+    for v in values:
+        acc.append(v)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc))
+    return out
+
+
+def loss_curve_png(train: list[tuple[int, float]], val: list[tuple[int, float]], *, smoothing: int,
+                   title: str) -> bytes:
+    """Training loss (raw and smoothed) and validation loss against the optimizer step, as PNG bytes."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if train:
+        steps, losses = zip(*train, strict=True)
+        ax.plot(steps, losses, color="#9ecae1", linewidth=0.8, label="train loss")
+        if smoothing > 1:
+            ax.plot(steps, _smooth(losses, smoothing), color="#08519c", linewidth=1.6,
+                    label=f"train loss ({smoothing}-step mean)")
+    if val:
+        vsteps, vlosses = zip(*val, strict=True)
+        ax.plot(vsteps, vlosses, "o-", color="#d94801", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,139 @@
+"""The stage contract: `run(cfg, ctx) -> StageResult`, outputs only in `runs/<experiment>/<stage>/`,
+a `_SUCCESS.json` marker written last that carries hashes, so reruns with the same config do nothing and
+a changed config never silently reuses old output."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.tracking.base import NullTracker, Tracker
+from qwen_hpc.utils.hashing import hash_obj
+from qwen_hpc.utils.io import read_json, write_json
+
+MARKER = "_SUCCESS.json"
+STARTED = "_STARTED.json"
+VERSIONED_PACKAGES = ("qwen-hpc", "torch", "megatron-core", "tiktoken", "submitit", "snakemake", "hydra-core",
+                      "wandb", "numpy")
+
+
+@dataclass
+class StageResult:
+    status: str  # "completed" | "skipped" | "preempted"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class StageContext:
+    """What a stage gets besides its config: where to write, how to log, when to stop, who it is."""
+
+    name: str
+    stage_dir: Path
+    run_dir: Path
+    tracker: Tracker = field(default_factory=NullTracker)
+    should_stop: Callable[[], bool] = lambda: False
+    rank: int = 0
+    world_size: int = 1
+    plain_config: dict[str, Any] = field(default_factory=dict)
+
+    def stage_path(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+
+class StageModule(Protocol):
+    NAME: str
+    DESCRIPTION: str
+    CONFIG_KEYS: tuple[str, ...]
+    UPSTREAM: tuple[str, ...]
+    DISTRIBUTED: bool
+
+    def run(self, cfg: QwenConfig, ctx: StageContext) -> StageResult: ...
+
+
+def run_dir(cfg: QwenConfig) -> Path:
+    return Path(cfg.run.root) / cfg.run.name
+
+
+def stage_dir(cfg: QwenConfig, stage: str) -> Path:
+    return run_dir(cfg) / stage
+
+
+def _strip_resources(section: Any) -> Any:
+    if isinstance(section, dict):
+        return {k: _strip_resources(v) for k, v in section.items() if k != "resources"}
+    return section
+
+
+def config_hash(module: StageModule, plain_cfg: dict[str, Any]) -> str:
+    """Hash of the config sections that decide this stage's output (not where or how it runs)."""
+    return hash_obj({key: _strip_resources(plain_cfg.get(key)) for key in module.CONFIG_KEYS})
+
+
+def upstream_lineages(module: StageModule, cfg: QwenConfig) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for up in module.UPSTREAM:
+        marker = stage_dir(cfg, up) / MARKER
+        out[up] = read_json(marker).get("lineage") if marker.exists() else None
+    return out
+
+
+def lineage(cfg_hash: str, inputs: dict[str, str | None]) -> str:
+    """Hash of this stage's config and of every upstream lineage: equal lineage = equal output."""
+    return hash_obj({"config": cfg_hash, "inputs": inputs})
+
+
+def marker_is_current(path: Path, expected_lineage: str) -> bool:
+    if not path.exists():
+        return False
+    try:
+        return read_json(path).get("lineage") == expected_lineage
+    except (OSError, ValueError):
+        return False
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_marker(
+    path: Path,
+    *,
+    stage: str,
+    experiment: str,
+    cfg_hash: str,
+    inputs: dict[str, str | None],
+    metrics: dict[str, Any],
+    started_at: float,
+) -> None:
+    write_json(
+        path,
+        {
+            "stage": stage,
+            "experiment": experiment,
+            "config_hash": cfg_hash,
+            "inputs": inputs,
+            "lineage": lineage(cfg_hash, inputs),
+            "versions": package_versions(),
+            "metrics": metrics,
+            "started_at": started_at,
+            "finished_at": time.time(),
+            "wall_s": round(time.time() - started_at, 3),
+        },
+    )

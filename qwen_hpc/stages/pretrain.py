@@ -1,0 +1,39 @@
+"""Stage `pretrain` (Qwen report §2.3–2.4): a Megatron-Core GPTModel with the Qwen layout trained on the
+tokens stage's blend; checkpointed, resumable after preemption, observed every step."""
+
+from __future__ import annotations
+
+from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.stages.base import StageContext, StageResult
+
+NAME = "pretrain"
+DESCRIPTION = "train the Qwen-layout GPTModel on Megatron-Core (TP/PP/DP, checkpoint, preempt -> requeue)"
+CONFIG_KEYS = ("model", "pretrain")
+UPSTREAM = ("tokens",)
+DISTRIBUTED = True
+
+
+def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+    from qwen_hpc.stages.tokens import read_blend
+    from qwen_hpc.training.loop import pretrain
+    from qwen_hpc.utils.hashing import hash_obj
+
+    blend, eod_id, n_vocab = read_blend(ctx.stage_path("tokens"))
+    wandb_id_file = ctx.stage_dir / "wandb_run_id"
+    extra = {
+        "config_hash": hash_obj({key: ctx.plain_config.get(key) for key in CONFIG_KEYS}),
+        "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
+    }
+    result = pretrain(
+        cfg.model, cfg.pretrain.train, cfg.pretrain.optimizer, blend,
+        eod_id=eod_id, n_vocab=n_vocab, out_dir=ctx.stage_dir, tracker=ctx.tracker,
+        should_stop=ctx.should_stop, extra_state=extra,
+        index_cache_dir=ctx.stage_path("tokens") / "index_cache",
+    )
+    if result.status == "failed":
+        raise RuntimeError(f"pretraining failed at iteration {result.iteration}: {result.metrics}")
+    metrics = {"iteration": result.iteration, "consumed_samples": result.consumed_samples,
+               "first_loss": result.first_loss, "last_loss": result.last_loss,
+               "resumed_from": result.resumed_from}
+    metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
+    return StageResult(result.status, metrics=metrics, outputs={"checkpoint": str(result.checkpoint)})

@@ -1,0 +1,43 @@
+"""Stage `report`: an HTML page with the loss curve and a table of every stage's headline metrics."""
+
+from __future__ import annotations
+
+from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.stages.base import StageContext, StageResult
+
+NAME = "report"
+DESCRIPTION = "HTML report: loss curve plot + table of every stage's metrics"
+CONFIG_KEYS = ("report",)
+UPSTREAM = ("data", "tokenizer", "tokens", "pretrain", "evaluate")
+DISTRIBUTED = False
+
+
+def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+    from qwen_hpc.report.html import read_jsonl, render
+    from qwen_hpc.report.plots import loss_curve_png
+    from qwen_hpc.stages.base import MARKER
+    from qwen_hpc.utils.io import read_json, write_bytes, write_text
+
+    rows = []
+    for stage in UPSTREAM:
+        marker = read_json(ctx.stage_path(stage) / MARKER)
+        rows.append({"stage": stage, "status": "completed", "wall_s": marker.get("wall_s"),
+                     "metrics": marker.get("metrics", {})})
+    records = read_jsonl(ctx.stage_path("pretrain") / "metrics.jsonl")
+    train = _latest_per_step(records, "loss")
+    val = _latest_per_step(records, "val_loss")
+    png = loss_curve_png(train, val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: pretraining loss")
+    write_bytes(ctx.stage_dir / "loss.png", png)
+    page = render(cfg.report.title + f" — {cfg.run.name}", rows, {"pretraining loss": png})
+    write_text(ctx.stage_dir / "index.html", page)
+    metrics = {"train_points": len(train), "val_points": len(val)}
+    return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})
+
+
+def _latest_per_step(records: list[dict], key: str) -> list[tuple[int, float]]:
+    """A requeued run re-logs the steps after its checkpoint: keep the last value written for each step."""
+    by_step: dict[int, float] = {}
+    for r in records:
+        if key in r and "step" in r and r[key] is not None:
+            by_step[int(r["step"])] = float(r[key])
+    return sorted(by_step.items())

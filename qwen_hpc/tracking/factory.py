@@ -1,0 +1,55 @@
+"""Build the tracker a stage logs through: JSONL always, W&B when enabled, nothing on other ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qwen_hpc.tracking.base import NullTracker, Tracker
+from qwen_hpc.tracking.jsonl import JsonlTracker
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MultiTracker:
+    def __init__(self, trackers: list[Any]) -> None:
+        self.trackers = trackers
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        for tracker in self.trackers:
+            tracker.log(metrics, step)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+
+
+def make_tracker(
+    *,
+    logger_kind: str,
+    logger_settings: dict[str, Any],
+    stage_dir: Path,
+    experiment: str,
+    stage: str,
+    rank: int,
+    config: dict[str, Any],
+) -> Tracker:
+    if rank != 0:
+        return NullTracker()
+    trackers: list[Any] = [JsonlTracker(Path(stage_dir) / METRICS_FILE, stage)]
+    if logger_kind == "wandb" and logger_settings.get("mode") != "disabled":
+        from qwen_hpc.tracking.wandb_tracker import WandbTracker
+
+        trackers.append(
+            WandbTracker(
+                stage_dir=stage_dir,
+                project=logger_settings["project"],
+                experiment=experiment,
+                stage=stage,
+                mode=logger_settings["mode"],
+                entity=logger_settings.get("entity"),
+                tags=logger_settings.get("tags"),
+                config=config,
+            )
+        )
+    return MultiTracker(trackers)

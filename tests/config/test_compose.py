@@ -1,0 +1,97 @@
+"""Every config composes and validates; bad overrides are rejected, naming the key, before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qwen_hpc.config.compose import ConfigError, config_dir, load
+from qwen_hpc.config.schema import QwenConfig
+from tests.conftest import run_qwen
+
+CONFIG = config_dir()
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+@pytest.mark.parametrize("launcher", _options("launcher"))
+@pytest.mark.parametrize("logger", _options("logger"))
+def test_every_group_option_composes(experiment: str, launcher: str, logger: str) -> None:
+    plain, typed = load([f"experiment={experiment}", f"launcher={launcher}", f"logger={logger}"])
+    assert isinstance(typed, QwenConfig)
+    assert typed.launcher.kind == launcher
+    assert typed.logger.kind == logger
+    assert plain["run"]["name"] == typed.run.name
+
+
+@pytest.mark.parametrize("model", _options("model"))
+def test_every_model_composes(model: str) -> None:
+    _, typed = load([f"model={model}"])
+    assert typed.model.name == model
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [
+        ("model.not_a_key=1", "model.not_a_key"),
+        ("+pretrain.train.bogus=3", "bogus"),
+        ("model.hidden_size=abc", "model.hidden_size"),
+        ("pretrain.optimizer.lr=fast", "pretrain.optimizer.lr"),
+        ("model.num_attention_heads=3", "num_attention_heads"),
+        ("pretrain.optimizer.lr=-1", "lr"),
+        ("pretrain.train.global_batch_size=7", "global_batch_size"),
+        ("launcher.kind=kubernetes", "launcher.kind"),
+        ("launcher=slurm launcher.signal_delay_s=100000", "signal_delay_s"),
+        ("tokenizer.vocab_size=100", "tokenizer.vocab_size"),
+        ("data.shard_max_docs=0", "shard_max_docs"),
+        ("run.name=a/b", "run.name"),
+    ],
+)
+def test_bad_override_is_rejected_naming_the_key(override: str, names: str) -> None:
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        load(override.split())
+
+
+def test_bad_override_on_cli_runs_nothing(tmp_path: Path) -> None:
+    proc = run_qwen(["pretrain", f"run.root={tmp_path}", "launcher=slurm", "model.hidden_size=-4"], check=False)
+    assert proc.returncode == 2
+    assert "model.hidden_size" in proc.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing may be written or submitted for a bad config"
+
+
+def test_missing_data_source_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "*.jsonl"
+    proc = run_qwen(["data", f"run.root={tmp_path}", f"data.sources=[{{name: web, paths: ['{missing}']}}]"],
+                    check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(missing) in proc.stderr
+    assert not (tmp_path / "tiny" / "data" / "_SUCCESS.json").exists()
+
+
+def test_upstream_missing_is_reported_before_submitting(tmp_path: Path) -> None:
+    proc = run_qwen(["pretrain", f"run.root={tmp_path}", "launcher=slurm"], check=False)
+    assert proc.returncode == 2
+    assert "needs tokens first" in proc.stderr
+
+
+def test_cfg_job_prints_the_composed_config() -> None:
+    proc = run_qwen(["pretrain", "--cfg", "job", "model.hidden_size=256"])
+    printed = yaml.safe_load(proc.stdout)
+    assert printed["model"]["hidden_size"] == 256
+    assert set(printed) >= {"run", "model", "data", "tokenizer", "tokens", "pretrain", "evaluate", "report",
+                            "launcher", "logger"}
+
+
+def test_help_lists_every_stage() -> None:
+    from qwen_hpc.stages.registry import STAGE_NAMES
+
+    proc = subprocess.run(["qwen-hpc", "--help"], capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    for stage in STAGE_NAMES:
+        assert any(line.strip().startswith(stage + " ") for line in lines), stage

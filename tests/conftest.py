@@ -1,0 +1,64 @@
+"""Shared test fixtures: where the repo, the shared data and a running Slurm are."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("QWEN_HPC_SHARED_ROOT", REPO.parent / "shared"))
+DATA_ROOT = Path(os.environ.get("QWEN_HPC_DATA_ROOT", SHARED / "datasets"))
+QWEN = [sys.executable, "-m", "qwen_hpc.cli"]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for `qwen-hpc` child processes: offline W&B, no inherited torch.distributed state."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "RANK", "WORLD_SIZE",
+                                                            "LOCAL_RANK")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run_qwen(args: list[str], *, cwd: Path | None = None, timeout: float = 900,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*QWEN, *args], cwd=cwd or REPO, env=child_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"qwen-hpc {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def slurm_running() -> bool:
+    if shutil.which("sinfo") is None or shutil.which("sacct") is None:
+        return False
+    try:
+        ok = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return ok.returncode == 0 and acct.returncode == 0 and any(
+        s.strip() in ("idle", "mix", "alloc") for s in ok.stdout.split())
+
+
+@pytest.fixture(scope="session")
+def require_slurm() -> None:
+    if slurm_running():
+        return
+    reason = "no running Slurm controller with accounting (start it with: bash .ci/start-slurm.sh start)"
+    if os.environ.get("QWEN_HPC_REQUIRE_SLURM") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not DATA_ROOT.is_dir():
+        pytest.skip(f"shared datasets not found at {DATA_ROOT} (set QWEN_HPC_DATA_ROOT)")
+    return DATA_ROOT

@@ -1,0 +1,11 @@
+rule tokenizer:
+    input:
+        rules.data.output.marker,
+    output:
+        marker=marker("tokenizer"),
+    log:
+        stage_log("tokenizer"),
+    params:
+        args=QWEN_ARGS,
+    shell:
+        "qwen-hpc tokenizer {params.args} > {log} 2>&1"
