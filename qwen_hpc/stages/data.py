@@ -14,12 +14,10 @@ DISTRIBUTED = False
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.data.embedded import build_embedded_corpus
-    from qwen_hpc.data.pipeline import curate
+    from qwen_hpc.data.pipeline import curate, prepare_sources
 
-    sources = list(cfg.data.sources)
-    if cfg.data.embedded_corpus:
-        sources += build_embedded_corpus(ctx.stage_dir / "embedded", cfg.data.embedded_max_docs_per_source)
+    # configured sources first: when a text is in both, the user's copy is the one kept
+    sources = prepare_sources(cfg.data, ctx.stage_dir / "embedded")
     stats = curate(cfg.data, sources, ctx.stage_dir)
     metrics = {"documents_read": stats.read, "documents_kept": stats.kept,
                "documents_dropped": sum(stats.dropped.values())}

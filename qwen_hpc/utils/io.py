@@ -16,6 +16,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publishable(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create owner-only entries; outputs on a shared filesystem follow the umask."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode & ~_umask())
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -35,6 +47,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _publishable(tmp, 0o666)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     finally:
@@ -50,6 +63,7 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        _publishable(tmp, 0o777)
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             if old.exists():

@@ -1,0 +1,51 @@
+"""One small experiment, run stage by stage (each `qwen-hpc <stage>` in its own process, as a job would),
+shared by the per-stage tests: each test file checks its own stage's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_qwen
+
+# Small enough for a few seconds per stage on 2 cores, big enough to show learning.
+SMALL = [
+    "data.embedded_max_docs_per_source=300",
+    "data.embedded_max_chars_per_source=400000",
+    "tokenizer.vocab_size=768",
+    "tokens.workers=2",
+    "pretrain.train.train_iters=60",
+    "pretrain.train.eval_interval=30",
+    "pretrain.train.save_interval=30",
+    "pretrain.optimizer.warmup_iters=5",
+    "evaluate.eval_iters=4",
+]
+ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "report")
+
+
+class SmallRun:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.done: set[str] = set()
+        self.outputs: dict[str, str] = {}
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "small"
+
+    def args(self, *extra: str) -> list[str]:
+        return [f"run.root={self.root}", "run.name=small", "launcher=debug", *SMALL, *extra]
+
+    def stage(self, name: str) -> Path:
+        for upstream in ORDER[: ORDER.index(name) + 1]:
+            if upstream not in self.done:
+                proc = run_qwen([upstream, *self.args()])
+                self.outputs[upstream] = proc.stdout + proc.stderr
+                self.done.add(upstream)
+        return self.run_dir / name
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
+    return SmallRun(tmp_path_factory.mktemp("runs"))

@@ -1,0 +1,22 @@
+"""Run Snakemake on the project's workflow in a scratch working directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, child_env
+
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+STAGES = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "report")
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """Snakemake from the project root (where profiles are looked up), working in `workdir`."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-12000:]}"

@@ -1,0 +1,57 @@
+"""The main job: the whole `tiny` experiment through Snakemake on this machine, as `snakemake --cores 2`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from qwen_hpc.report.html import read_jsonl
+from qwen_hpc.utils.io import read_json
+from tests.workflow.helpers import STAGES, describe, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_dag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("dag")
+    start = time.perf_counter()
+    proc = snakemake(workdir, "--cores", "2")
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, describe(proc)
+    (workdir / "wall_s.json").write_text(json.dumps({"tiny_dag_wall_s": round(wall, 1)}))
+    print(f"tiny DAG wall time: {wall:.1f} s")
+    return workdir
+
+
+def test_every_stage_succeeds_and_loss_falls(tiny_dag: Path) -> None:
+    run = tiny_dag / "runs" / "tiny"
+    for stage in STAGES:
+        marker = read_json(run / stage / "_SUCCESS.json")
+        assert marker["stage"] == stage and marker["experiment"] == "tiny"
+        assert (run / "logs" / f"{stage}.log").exists()
+    pretrain = read_json(run / "pretrain" / "_SUCCESS.json")["metrics"]
+    assert pretrain["iteration"] == 300
+    losses = [r["loss"] for r in read_jsonl(run / "pretrain" / "metrics.jsonl") if "loss" in r]
+    start, end = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert end < start - 1.0, f"training loss did not fall enough: {start:.3f} -> {end:.3f}"
+    page = (run / "report" / "index.html").read_text()
+    assert "<img" in page and "data:image/png;base64," in page
+
+
+def test_every_stage_ran_as_a_submitit_job(tiny_dag: Path) -> None:
+    for stage in STAGES:
+        launch = read_json(tiny_dag / "runs" / "tiny" / stage / "launch.json")
+        assert launch["launcher"] == "local"
+        assert Path(launch["stdout"]).exists()
+
+
+def test_rerunning_a_finished_dag_runs_nothing(tiny_dag: Path) -> None:
+    markers = {s: (tiny_dag / "runs" / "tiny" / s / "_SUCCESS.json").stat().st_mtime_ns for s in STAGES}
+    proc = snakemake(tiny_dag, "--cores", "2")
+    assert proc.returncode == 0, describe(proc)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert markers == {s: (tiny_dag / "runs" / "tiny" / s / "_SUCCESS.json").stat().st_mtime_ns for s in STAGES}

@@ -1,0 +1,65 @@
+"""The DAG through `snakemake --profile slurm` against the real Slurm that .ci/run starts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qwen_hpc.utils.io import read_json
+from tests.workflow.helpers import STAGES, describe, snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SMALL = " ".join([
+    "data.embedded_max_docs_per_source=200",
+    "data.embedded_max_chars_per_source=300000",
+    "tokenizer.vocab_size=512",
+    "pretrain.train.train_iters=40",
+    "pretrain.train.eval_interval=20",
+    "pretrain.train.save_interval=20",
+    "pretrain.optimizer.warmup_iters=4",
+    "evaluate.eval_iters=2",
+    "launcher.cpus_per_task=1",
+])
+
+
+def sacct_state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-P", "-o", "State"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.strip().splitlines()[-1].split()[0] if out.strip() else ""
+
+
+@pytest.fixture(scope="module")
+def slurm_dag(require_slurm, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("slurmdag")
+    proc = snakemake(workdir, "--profile", "slurm", "--config", f"overrides={SMALL}")
+    assert proc.returncode == 0, describe(proc)
+    return workdir
+
+
+def test_dag_on_slurm_completes_with_jobs_in_sacct(slurm_dag: Path) -> None:
+    for stage in STAGES:
+        run = slurm_dag / "runs" / "tiny" / stage
+        assert (run / "_SUCCESS.json").exists()
+        launch = read_json(run / "launch.json")
+        assert launch["launcher"] == "slurm"
+        assert sacct_state(launch["job_id"]) == "COMPLETED", stage
+    assert read_json(slurm_dag / "runs" / "tiny" / "pretrain" / "_SUCCESS.json")["metrics"]["iteration"] == 40
+
+
+def test_failing_stage_fails_snakemake_with_the_job_traceback(slurm_dag: Path) -> None:
+    run = slurm_dag / "runs" / "tiny"
+    # lose the trained checkpoints (a purged scratch filesystem): evaluate must fail loudly on Slurm
+    shutil.rmtree(run / "pretrain" / "checkpoints")
+    (run / "evaluate" / "_SUCCESS.json").unlink()
+    proc = snakemake(slurm_dag, "--profile", "slurm", "--config", f"overrides={SMALL}")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "Traceback" in output, describe(proc)
+    assert "checkpoint" in output.lower()
+    launch = read_json(run / "evaluate" / "launch.json")
+    assert sacct_state(launch["job_id"]) == "FAILED"
+    assert not (run / "evaluate" / "_SUCCESS.json").exists()
