@@ -67,6 +67,11 @@ def test_usr2_requeues_and_training_finishes_its_steps(require_slurm, tmp_path: 
     assert steps == list(range(1, ITERS + 1))
     # the interruption really happened: a checkpoint at the preemption step, and Slurm requeued the job
     assert (stage_dir / "checkpoints" / f"iter_{marker['resumed_from']:07d}").is_dir()
-    acct = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-D", "-P", "-o", "State"], capture_output=True,
-                          text=True, check=True).stdout.split()
-    assert acct[-1] == "COMPLETED" and len(acct) >= 2, acct
+    acct: list[str] = []
+    for _ in range(60):  # sacct may lag a few seconds behind the job's result file
+        acct = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-D", "-P", "-o", "State"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        if acct and acct[-1] == "COMPLETED":
+            break
+        time.sleep(1)
+    assert acct[-1] == "COMPLETED" and "REQUEUED" in acct, acct

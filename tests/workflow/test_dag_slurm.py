@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,21 @@ SMALL = " ".join([
 ])
 
 
-def sacct_state(job_id: str) -> str:
-    out = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-P", "-o", "State"], capture_output=True,
-                         text=True, check=True).stdout
-    return out.strip().splitlines()[-1].split()[0] if out.strip() else ""
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL")
+
+
+def sacct_state(job_id: str, timeout: float = 60) -> str:
+    """The job's final state; sacct may lag a few seconds behind the job's own result file."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-P", "-o", "State"], capture_output=True,
+                             text=True, check=True).stdout
+        state = out.strip().splitlines()[-1].split()[0] if out.strip() else ""
+        if state.startswith(TERMINAL):
+            return state
+        time.sleep(1)
+    return state
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,107 @@
+import gzip
+import json
+
+import numpy as np
+import pytest
+from conftest import SAMPLES, corpus_texts
+
+from qwen_hpc.tokenizer.indexed import encode_jsonl_to_indexed, smallest_dtype
+
+indexed_dataset = pytest.importorskip("megatron.core.datasets.indexed_dataset")
+
+
+def test_smallest_dtype_follows_megatron():
+    for n in (300, 4096, 65499, 65500, 151851, 152064):
+        assert smallest_dtype(n) == indexed_dataset.DType.optimal_dtype(n)
+    assert smallest_dtype(4096 + 208) == np.uint16 and smallest_dtype(151851) == np.int32
+    with pytest.raises(ValueError):
+        smallest_dtype(2**31)
+
+
+@pytest.fixture
+def shards(tmp_path):
+    docs_a = list(SAMPLES.values()) + ["", 'a "<|endoftext|>" in text']
+    docs_b = corpus_texts(3)
+    a = tmp_path / "in" / "a.jsonl"
+    a.parent.mkdir()
+    a.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs_a)) + "\n")
+    b = tmp_path / "in" / "b.jsonl.gz"
+    with gzip.open(b, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs_b)
+    return [a, b], docs_a + docs_b
+
+
+def read_back(prefix):
+    ds = indexed_dataset.IndexedDataset(str(prefix))
+    return [ds[i].tolist() for i in range(len(ds))], ds
+
+
+def test_indexed_round_trip(tmp_path, shards, tiny_tokenizer):
+    paths, docs = shards
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    out = tmp_path / "out" / "train_text_document"
+    stats = encode_jsonl_to_indexed(paths, "text", files, out, progress=False)
+
+    expected = [tiny_tokenizer.encode(d) + [tiny_tokenizer.eod_id] for d in docs]
+    got, ds = read_back(out)
+    assert got == expected
+    assert ds.index.dtype == np.uint16 and stats["dtype"] == "uint16"
+    assert list(ds.document_indices) == list(range(len(docs) + 1))
+    assert stats["documents"] == len(docs) and stats["tokens"] == sum(map(len, expected))
+    assert stats["empty_documents"] == 1 and stats["shards"] == 2
+    assert [s["documents"] for s in stats["per_shard"]] == [len(SAMPLES) + 2, len(docs) - len(SAMPLES) - 2]
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "train_text_document.bin",
+        "train_text_document.idx",
+    ]
+
+
+def test_workers_do_not_change_the_output(tmp_path, shards, tiny_tokenizer):
+    paths, _ = shards
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    one = encode_jsonl_to_indexed(paths, "text", files, tmp_path / "one", progress=False)
+    two = encode_jsonl_to_indexed(
+        paths, "text", (files.ranks, files.special_tokens), tmp_path / "two", workers=2, progress=False
+    )
+    for ext in (".bin", ".idx"):
+        assert (tmp_path / f"one{ext}").read_bytes() == (tmp_path / f"two{ext}").read_bytes()
+    assert one["tokens"] == two["tokens"]
+
+
+def test_without_eod_and_overwrite(tmp_path, shards, tiny_tokenizer):
+    paths, docs = shards
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    out = tmp_path / "noeod"
+    encode_jsonl_to_indexed(paths, "text", files, out, progress=False)  # then overwritten below
+    stats = encode_jsonl_to_indexed(paths, "text", files, out, append_eod=False, progress=False)
+    got, _ = read_back(out)
+    assert got == [tiny_tokenizer.encode(d) for d in docs if d]  # the empty document is skipped
+    assert stats["empty_documents"] == 1 and stats["documents"] == len(docs) - 1
+
+
+def test_official_vocabulary_uses_int32(tmp_path, qwen_tiktoken_path):
+    shard = tmp_path / "zh.jsonl"
+    shard.write_text(json.dumps({"body": "通义千问是阿里巴巴开发的大语言模型"}, ensure_ascii=False) + "\n")
+    stats = encode_jsonl_to_indexed(
+        [shard], "body", (qwen_tiktoken_path, None), tmp_path / "zh", progress=False
+    )
+    got, ds = read_back(tmp_path / "zh")
+    assert stats["dtype"] == "int32" and ds.index.dtype == np.int32
+    assert len(got[0]) == 11 and got[0][-1] == 151643
+
+
+def test_bad_input_names_file_and_line(tmp_path, tiny_tokenizer):
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    shard = tmp_path / "bad.jsonl"
+    shard.write_text('{"text": "ok"}\n{"content": "no text key"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: record has no 'text' field"):
+        encode_jsonl_to_indexed([shard], "text", files, tmp_path / "bad", progress=False)
+    shard.write_text('{"text": "ok"}\n{"text": 3}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'text' is int"):
+        encode_jsonl_to_indexed([shard], "text", files, tmp_path / "bad", progress=False)
+    shard.write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not valid JSON"):
+        encode_jsonl_to_indexed([shard], "text", files, tmp_path / "bad", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "tok"]  # nothing half-written
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        encode_jsonl_to_indexed([tmp_path / "missing.jsonl"], "text", files, tmp_path / "bad", progress=False)
