@@ -39,7 +39,7 @@ def iter_texts(manifest_path: Path, max_chars: int | None = None) -> Iterator[st
     budget samples all sources rather than only the first one."""
     sources, text_key = read_manifest(manifest_path)
     shard_lists = [list(s.shards) for s in sources]
-    budget = max_chars if max_chars is not None else float("inf")
+    budget = max_chars if max_chars is not None and max_chars >= 0 else float("inf")  # -1 = everything
     used = 0
     queue = [shard for group in _round_robin(shard_lists) for shard in group]
     for shard in queue:

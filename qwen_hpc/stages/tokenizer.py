@@ -18,21 +18,17 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     import time
 
     from qwen_hpc.data.manifest import iter_texts
-    from qwen_hpc.tokenizer.encoding import QwenTokenizer
+    from qwen_hpc.tokenizer.build import build_tokenizer
     from qwen_hpc.tokenizer.evaluate import compression_report
-    from qwen_hpc.tokenizer.train import train_bpe
 
     tk = cfg.tokenizer
-    if tk.kind != "train":
-        raise NotImplementedError(f"tokenizer.kind={tk.kind!r} is not implemented yet (only 'train')")
     manifest = ctx.stage_path("data") / "manifest.json"
     start = time.perf_counter()
-    ranks = train_bpe(iter_texts(manifest, tk.max_train_chars), tk.vocab_size, engine=tk.engine)
+    tokenizer = build_tokenizer(tk, texts=iter_texts(manifest, tk.max_train_chars))
     train_s = time.perf_counter() - start
-    tokenizer = QwenTokenizer.from_ranks(ranks, num_extra_special=tk.num_extra_special)
     tokenizer.save(ctx.stage_dir, tk.name)
     report = compression_report(tokenizer, manifest, ctx.stage_dir / "compression.json")
-    metrics = {"n_regular": len(ranks), "n_vocab": tokenizer.n_vocab, "eod_id": tokenizer.eod_id,
+    metrics = {"n_regular": tokenizer.n_regular, "n_vocab": tokenizer.n_vocab, "eod_id": tokenizer.eod_id,
                "train_seconds": round(train_s, 2)}
     metrics.update({f"chars_per_token/{src}": v for src, v in report.items()})
     ctx.tracker.log(metrics)

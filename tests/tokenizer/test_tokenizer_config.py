@@ -2,9 +2,10 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import corpus_texts
 
 from qwen_hpc.tokenizer import KINDS, TokenizerConfig, build_tokenizer
+
+from .helpers import corpus_texts
 
 
 def test_defaults_are_valid():

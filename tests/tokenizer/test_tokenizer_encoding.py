@@ -1,10 +1,11 @@
 import json
 
 import pytest
-from conftest import SAMPLES
 
 from qwen_hpc.tokenizer.encoding import QwenTokenizer, TokenizerFiles, read_special_tokens
 from qwen_hpc.tokenizer.pattern import special_token_names
+
+from .helpers import SAMPLES
 
 
 def test_special_tokens_follow_the_regular_ranks(tiny_tokenizer):

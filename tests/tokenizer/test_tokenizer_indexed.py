@@ -3,9 +3,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, corpus_texts
 
 from qwen_hpc.tokenizer.indexed import encode_jsonl_to_indexed, smallest_dtype
+
+from .helpers import SAMPLES, corpus_texts
 
 indexed_dataset = pytest.importorskip("megatron.core.datasets.indexed_dataset")
 
@@ -31,6 +32,10 @@ def shards(tmp_path):
     return [a, b], docs_a + docs_b
 
 
+def files_args(files):
+    return files.ranks, files.special_tokens
+
+
 def read_back(prefix):
     ds = indexed_dataset.IndexedDataset(str(prefix))
     return [ds[i].tolist() for i in range(len(ds))], ds
@@ -40,7 +45,7 @@ def test_indexed_round_trip(tmp_path, shards, tiny_tokenizer):
     paths, docs = shards
     files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
     out = tmp_path / "out" / "train_text_document"
-    stats = encode_jsonl_to_indexed(paths, "text", files, out, progress=False)
+    stats = encode_jsonl_to_indexed(paths, "text", files.ranks, files.special_tokens, out, progress=False)
 
     expected = [tiny_tokenizer.encode(d) + [tiny_tokenizer.eod_id] for d in docs]
     got, ds = read_back(out)
@@ -59,9 +64,15 @@ def test_indexed_round_trip(tmp_path, shards, tiny_tokenizer):
 def test_workers_do_not_change_the_output(tmp_path, shards, tiny_tokenizer):
     paths, _ = shards
     files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
-    one = encode_jsonl_to_indexed(paths, "text", files, tmp_path / "one", progress=False)
+    one = encode_jsonl_to_indexed(paths, "text", *files_args(files), tmp_path / "one", progress=False)
     two = encode_jsonl_to_indexed(
-        paths, "text", (files.ranks, files.special_tokens), tmp_path / "two", workers=2, progress=False
+        paths,
+        "text",
+        str(files.ranks),
+        str(files.special_tokens),
+        tmp_path / "two",
+        workers=2,
+        progress=False,
     )
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"one{ext}").read_bytes() == (tmp_path / f"two{ext}").read_bytes()
@@ -72,8 +83,8 @@ def test_without_eod_and_overwrite(tmp_path, shards, tiny_tokenizer):
     paths, docs = shards
     files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
     out = tmp_path / "noeod"
-    encode_jsonl_to_indexed(paths, "text", files, out, progress=False)  # then overwritten below
-    stats = encode_jsonl_to_indexed(paths, "text", files, out, append_eod=False, progress=False)
+    encode_jsonl_to_indexed(paths, "text", *files_args(files), out, progress=False)  # overwritten below
+    stats = encode_jsonl_to_indexed(paths, "text", *files_args(files), out, append_eod=False, progress=False)
     got, _ = read_back(out)
     assert got == [tiny_tokenizer.encode(d) for d in docs if d]  # the empty document is skipped
     assert stats["empty_documents"] == 1 and stats["documents"] == len(docs) - 1
@@ -83,7 +94,7 @@ def test_official_vocabulary_uses_int32(tmp_path, qwen_tiktoken_path):
     shard = tmp_path / "zh.jsonl"
     shard.write_text(json.dumps({"body": "通义千问是阿里巴巴开发的大语言模型"}, ensure_ascii=False) + "\n")
     stats = encode_jsonl_to_indexed(
-        [shard], "body", (qwen_tiktoken_path, None), tmp_path / "zh", progress=False
+        [shard], "body", qwen_tiktoken_path, None, tmp_path / "zh", progress=False
     )
     got, ds = read_back(tmp_path / "zh")
     assert stats["dtype"] == "int32" and ds.index.dtype == np.int32
@@ -95,13 +106,15 @@ def test_bad_input_names_file_and_line(tmp_path, tiny_tokenizer):
     shard = tmp_path / "bad.jsonl"
     shard.write_text('{"text": "ok"}\n{"content": "no text key"}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: record has no 'text' field"):
-        encode_jsonl_to_indexed([shard], "text", files, tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad", progress=False)
     shard.write_text('{"text": "ok"}\n{"text": 3}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'text' is int"):
-        encode_jsonl_to_indexed([shard], "text", files, tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad", progress=False)
     shard.write_text('{"text": "ok"}\nnot json\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: not valid JSON"):
-        encode_jsonl_to_indexed([shard], "text", files, tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "tok"]  # nothing half-written
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
-        encode_jsonl_to_indexed([tmp_path / "missing.jsonl"], "text", files, tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed(
+            [tmp_path / "missing.jsonl"], "text", *files_args(files), tmp_path / "bad", progress=False
+        )

@@ -4,11 +4,12 @@ import sys
 
 import pytest
 import tiktoken
-from conftest import SAMPLES, corpus_texts
 
 from qwen_hpc.tokenizer.pattern import QWEN_PAT_STR
 from qwen_hpc.tokenizer.ranks import validate_ranks
 from qwen_hpc.tokenizer.train import _collect, available_engines, cap_chars, train_bpe
+
+from .helpers import REPO_ROOT, SAMPLES, corpus_texts
 
 
 def as_encoding(ranks: dict[bytes, int]) -> tiktoken.Encoding:
@@ -54,14 +55,13 @@ def test_digits_are_never_merged(trained_ranks):
 def test_training_is_deterministic_across_processes(trained_ranks):
     # rustbpe's hash maps are randomly seeded per process; the result must not depend on it.
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from conftest import corpus_texts;"
-        "from qwen_hpc.tokenizer.train import train_bpe;"
+        "from tests.tokenizer.helpers import corpus_texts; from qwen_hpc.tokenizer.train import train_bpe;"
         "r = train_bpe(corpus_texts(), 600); print(sorted(r.items(), key=lambda kv: kv[1])[-5:])"
     )
-    here = os.path.dirname(__file__)
     outs = {
         subprocess.run(
-            [sys.executable, "-c", code, here],
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
             env={**os.environ, "PYTHONHASHSEED": seed},
             capture_output=True,
             text=True,
@@ -135,5 +135,7 @@ def test_bad_arguments():
         train_bpe(["x"], 100)
     with pytest.raises(ValueError, match="engine='fast'"):
         train_bpe(["x"], 300, engine="fast")
+    with pytest.raises(ValueError, match="no training text"):
+        train_bpe(["", ""], 300)
     with pytest.raises(TypeError, match="#1 is bytes"):
         train_bpe(["ok", b"bytes"], 300)
