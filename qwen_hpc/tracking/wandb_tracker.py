@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class WandbTracker:
         from qwen_hpc.utils.io import write_text
 
         id_file = Path(stage_dir) / RUN_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         if not id_file.exists():
             write_text(id_file, run_id + "\n")
         wandb_dir = Path(stage_dir) / "wandb"
