@@ -36,8 +36,9 @@ def executor_parameters(launcher: LauncherConfig, job_name: str) -> dict[str, An
         "tasks_per_node": launcher.tasks_per_node,
         "nodes": launcher.nodes,
     }
-    if launcher.kind == "local":
-        params["local_signal_delay_s"] = launcher.signal_delay_s
+    if launcher.kind == "local":  # submitit.LocalExecutor's own parameter names
+        params.pop("name")
+        params["signal_delay_s"] = launcher.signal_delay_s
         if launcher.gpus_per_node:
             params["gpus_per_node"] = launcher.gpus_per_node
         return params
@@ -85,18 +86,29 @@ class _LogStreamer:
                 sys.stderr.flush()
 
 
-def submit_and_wait(stage: str, plain_cfg: dict[str, Any], launcher: LauncherConfig, stage_dir: Path,
-                    experiment: str) -> dict[str, Any]:
+def submit_and_wait(
+    stage: str, plain_cfg: dict[str, Any], launcher: LauncherConfig, stage_dir: Path, experiment: str
+) -> dict[str, Any]:
     """Submit the stage as a submitit job and block until it ends; raise on failure."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = stage_dir / "logs" / f"{stamp}_%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster=launcher.kind)
+    executor: submitit.Executor
+    if launcher.kind == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+    else:
+        executor = submitit.AutoExecutor(folder=folder, cluster=launcher.kind)
     executor.update_parameters(**executor_parameters(launcher, f"qwen-{experiment}-{stage}"))
     job = executor.submit(StageJob(), stage, plain_cfg)
-    write_json(stage_dir / "launch.json", {
-        "launcher": launcher.kind, "job_id": str(job.job_id), "submitted_at": time.time(),
-        "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
-    })
+    write_json(
+        stage_dir / "launch.json",
+        {
+            "launcher": launcher.kind,
+            "job_id": str(job.job_id),
+            "submitted_at": time.time(),
+            "stdout": str(job.paths.stdout),
+            "stderr": str(job.paths.stderr),
+        },
+    )
     log.info("stage %s submitted as %s job %s", stage, launcher.kind, job.job_id)
     log.info("logs: %s | %s", job.paths.stdout, job.paths.stderr)
     streamer = _LogStreamer([job.paths.stdout, job.paths.stderr]) if launcher.stream_logs else None
