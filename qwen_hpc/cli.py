@@ -125,7 +125,9 @@ def _dispatch(stage: str, plain: dict) -> int:
     except Exception as exc:  # noqa: BLE001 - any job failure becomes a clear non-zero exit
         print(f"qwen-hpc: stage {stage} failed:\n{exc}", file=sys.stderr)
         return EXIT_FAILED
-    log.info("stage %s %s: %s", stage, result.get("status"), json.dumps(result.get("metrics", {}), default=str))
+    log.info(
+        "stage %s %s: %s", stage, result.get("status"), json.dumps(result.get("metrics", {}), default=str)
+    )
     return EXIT_OK if result.get("status") in ("completed", "skipped") else EXIT_FAILED
 
 

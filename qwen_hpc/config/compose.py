@@ -31,7 +31,9 @@ def config_dir() -> Path:
     env = os.environ.get("QWEN_HPC_CONFIG_DIR")
     path = Path(env) if env else Path(__file__).resolve().parents[2] / "config"
     if not (path / "config.yaml").is_file():
-        raise ConfigError(f"no config.yaml in {path}: set QWEN_HPC_CONFIG_DIR to the project's config/ folder")
+        raise ConfigError(
+            f"no config.yaml in {path}: set QWEN_HPC_CONFIG_DIR to the project's config/ folder"
+        )
     return path
 
 

@@ -40,26 +40,26 @@ class StageJob(submitit.helpers.Checkpointable):
 
         setup_logging()
         flag = StopFlag().install()
+        requeue_handler = flag.previous_handler(signal.SIGUSR2)  # submitit's, when we run as its job
         try:
             result = run_stage(stage, plain_cfg, should_stop=flag)
         finally:
             flag.restore()
         if result.status == "preempted":
-            self._requeue(flag)
+            self._requeue(flag.signum, requeue_handler)
         return result.to_dict()
 
     def checkpoint(self, stage: str, plain_cfg: dict[str, Any]) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(StageJob(), stage, plain_cfg)
 
     @staticmethod
-    def _requeue(flag: StopFlag) -> None:
-        handler = flag.previous_handler(signal.SIGUSR2)
+    def _requeue(signum: int | None, handler: Any) -> None:
         in_job = True
         try:
             submitit.JobEnvironment()
         except RuntimeError:
             in_job = False
         if not in_job or not callable(handler):
-            raise StagePreempted(f"stage stopped by signal {flag.signum} after saving; rerun to resume")
-        log.warning("checkpoint saved after signal %s: handing over to submitit to requeue", flag.signum)
+            raise StagePreempted(f"stage stopped by signal {signum} after saving; rerun to resume")
+        log.warning("checkpoint saved after signal %s: handing over to submitit to requeue", signum)
         handler(signal.SIGUSR2, None)  # rank 0: requeue + exit; other ranks: returns

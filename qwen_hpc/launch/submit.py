@@ -44,7 +44,6 @@ def executor_parameters(launcher: LauncherConfig, job_name: str) -> dict[str, An
         return params
     params.update(
         slurm_signal_delay_s=launcher.signal_delay_s,
-        slurm_max_num_timeout=launcher.max_requeues,
         cpus_per_task=launcher.cpus_per_task,
     )
     if launcher.gpus_per_node:
@@ -96,7 +95,9 @@ def submit_and_wait(
     if launcher.kind == "local":
         executor = submitit.LocalExecutor(folder=folder)
     else:
-        executor = submitit.AutoExecutor(folder=folder, cluster=launcher.kind)
+        # the requeue budget is a constructor argument of submitit's Slurm executor
+        executor = submitit.AutoExecutor(folder=folder, cluster=launcher.kind,
+                                         slurm_max_num_timeout=launcher.max_requeues)
     executor.update_parameters(**executor_parameters(launcher, f"qwen-{experiment}-{stage}"))
     job = executor.submit(StageJob(), stage, plain_cfg)
     write_json(

@@ -30,14 +30,20 @@ def render(title: str, stages: list[dict[str, Any]], plots: dict[str, bytes]) ->
     ]
     for caption, png in plots.items():
         data = base64.b64encode(png).decode()
-        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>wall (s)</th>"
-                 "<th>headline metrics</th></tr>")
+        parts.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts.append(
+        "<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>wall (s)</th>"
+        "<th>headline metrics</th></tr>"
+    )
     for row in stages:
         metrics = "<br>".join(f"<code>{html.escape(k)}</code> = {_fmt(v)}" for k, v in row["metrics"].items())
-        parts.append(f"<tr><td>{html.escape(row['stage'])}</td><td>{html.escape(row['status'])}</td>"
-                     f"<td>{_fmt(row.get('wall_s', ''))}</td><td>{metrics}</td></tr>")
+        parts.append(
+            f"<tr><td>{html.escape(row['stage'])}</td><td>{html.escape(row['status'])}</td>"
+            f"<td>{_fmt(row.get('wall_s', ''))}</td><td>{metrics}</td></tr>"
+        )
     parts.append("</table></body></html>")
     return "\n".join(parts)
 

@@ -21,16 +21,22 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def loss_curve_png(train: list[tuple[int, float]], val: list[tuple[int, float]], *, smoothing: int,
-                   title: str) -> bytes:
+def loss_curve_png(
+    train: list[tuple[int, float]], val: list[tuple[int, float]], *, smoothing: int, title: str
+) -> bytes:
     """Training loss (raw and smoothed) and validation loss against the optimizer step, as PNG bytes."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     if train:
         steps, losses = zip(*train, strict=True)
         ax.plot(steps, losses, color="#9ecae1", linewidth=0.8, label="train loss")
         if smoothing > 1:
-            ax.plot(steps, _smooth(losses, smoothing), color="#08519c", linewidth=1.6,
-                    label=f"train loss ({smoothing}-step mean)")
+            ax.plot(
+                steps,
+                _smooth(losses, smoothing),
+                color="#08519c",
+                linewidth=1.6,
+                label=f"train loss ({smoothing}-step mean)",
+            )
     if val:
         vsteps, vlosses = zip(*val, strict=True)
         ax.plot(vsteps, vlosses, "o-", color="#d94801", label="validation loss")

@@ -20,8 +20,17 @@ from qwen_hpc.utils.io import read_json, write_json
 
 MARKER = "_SUCCESS.json"
 STARTED = "_STARTED.json"
-VERSIONED_PACKAGES = ("qwen-hpc", "torch", "megatron-core", "tiktoken", "submitit", "snakemake", "hydra-core",
-                      "wandb", "numpy")
+VERSIONED_PACKAGES = (
+    "qwen-hpc",
+    "torch",
+    "megatron-core",
+    "tiktoken",
+    "submitit",
+    "snakemake",
+    "hydra-core",
+    "wandb",
+    "numpy",
+)
 
 
 @dataclass

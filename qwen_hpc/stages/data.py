@@ -19,8 +19,13 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     # configured sources first: when a text is in both, the user's copy is the one kept
     sources = prepare_sources(cfg.data, ctx.stage_dir / "embedded")
     stats = curate(cfg.data, sources, ctx.stage_dir)
-    metrics = {"documents_read": stats.read, "documents_kept": stats.kept,
-               "documents_dropped": sum(stats.dropped.values())}
+    metrics = {
+        "documents_read": stats.read,
+        "documents_kept": stats.kept,
+        "documents_dropped": sum(stats.dropped.values()),
+    }
     metrics.update({f"dropped/{reason}": n for reason, n in sorted(stats.dropped.items())})
     ctx.tracker.log(metrics)
-    return StageResult("completed", metrics=metrics, outputs={"manifest": str(ctx.stage_dir / "manifest.json")})
+    return StageResult(
+        "completed", metrics=metrics, outputs={"manifest": str(ctx.stage_dir / "manifest.json")}
+    )

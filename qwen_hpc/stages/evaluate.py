@@ -19,12 +19,19 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
 
     blend, eod_id, n_vocab = read_blend(ctx.stage_path("tokens"))
     scores = validation_perplexity(
-        cfg.model, cfg.pretrain.train, blend, eod_id=eod_id, n_vocab=n_vocab,
+        cfg.model,
+        cfg.pretrain.train,
+        blend,
+        eod_id=eod_id,
+        n_vocab=n_vocab,
         checkpoint_dir=ctx.stage_path("pretrain") / "checkpoints",
-        eval_iters=cfg.evaluate.eval_iters, micro_batch_size=cfg.evaluate.micro_batch_size,
-        index_cache_dir=ctx.stage_path("tokens") / "index_cache",
+        eval_iters=cfg.evaluate.eval_iters,
+        micro_batch_size=cfg.evaluate.micro_batch_size,
+        index_cache_dir=ctx.stage_dir / "index_cache",
     )
     if ctx.rank == 0:
         write_json(ctx.stage_dir / "perplexity.json", scores)
         ctx.tracker.log({f"val/{k}": v for k, v in scores.items()})
-    return StageResult("completed", metrics=scores, outputs={"scores": str(ctx.stage_dir / "perplexity.json")})
+    return StageResult(
+        "completed", metrics=scores, outputs={"scores": str(ctx.stage_dir / "perplexity.json")}
+    )

@@ -25,15 +25,26 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
     }
     result = pretrain(
-        cfg.model, cfg.pretrain.train, cfg.pretrain.optimizer, blend,
-        eod_id=eod_id, n_vocab=n_vocab, out_dir=ctx.stage_dir, tracker=ctx.tracker,
-        should_stop=ctx.should_stop, extra_state=extra,
-        index_cache_dir=ctx.stage_path("tokens") / "index_cache",
+        cfg.model,
+        cfg.pretrain.train,
+        cfg.pretrain.optimizer,
+        blend,
+        eod_id=eod_id,
+        n_vocab=n_vocab,
+        out_dir=ctx.stage_dir,
+        tracker=ctx.tracker,
+        should_stop=ctx.should_stop,
+        extra_state=extra,
+        index_cache_dir=ctx.stage_dir / "index_cache",
     )
     if result.status == "failed":
         raise RuntimeError(f"pretraining failed at iteration {result.iteration}: {result.metrics}")
-    metrics = {"iteration": result.iteration, "consumed_samples": result.consumed_samples,
-               "first_loss": result.first_loss, "last_loss": result.last_loss,
-               "resumed_from": result.resumed_from}
+    metrics = {
+        "iteration": result.iteration,
+        "consumed_samples": result.consumed_samples,
+        "first_loss": result.first_loss,
+        "last_loss": result.last_loss,
+        "resumed_from": result.resumed_from,
+    }
     metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
     return StageResult(result.status, metrics=metrics, outputs={"checkpoint": str(result.checkpoint)})

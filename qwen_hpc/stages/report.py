@@ -21,12 +21,20 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     rows = []
     for stage in UPSTREAM:
         marker = read_json(ctx.stage_path(stage) / MARKER)
-        rows.append({"stage": stage, "status": "completed", "wall_s": marker.get("wall_s"),
-                     "metrics": marker.get("metrics", {})})
+        rows.append(
+            {
+                "stage": stage,
+                "status": "completed",
+                "wall_s": marker.get("wall_s"),
+                "metrics": marker.get("metrics", {}),
+            }
+        )
     records = read_jsonl(ctx.stage_path("pretrain") / "metrics.jsonl")
     train = _latest_per_step(records, "loss")
     val = _latest_per_step(records, "val_loss")
-    png = loss_curve_png(train, val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: pretraining loss")
+    png = loss_curve_png(
+        train, val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: pretraining loss"
+    )
     write_bytes(ctx.stage_dir / "loss.png", png)
     page = render(cfg.report.title + f" — {cfg.run.name}", rows, {"pretraining loss": png})
     write_text(ctx.stage_dir / "index.html", page)

@@ -85,7 +85,9 @@ def _job_rank() -> int:
     return 0
 
 
-def run_stage(stage: str, plain: dict[str, Any], *, should_stop: Callable[[], bool] = lambda: False) -> StageResult:
+def run_stage(
+    stage: str, plain: dict[str, Any], *, should_stop: Callable[[], bool] = lambda: False
+) -> StageResult:
     cfg = to_typed(plain)
     module = get_stage(stage)
     sdir = stage_dir(cfg, stage)
@@ -118,15 +120,28 @@ def run_stage(stage: str, plain: dict[str, Any], *, should_stop: Callable[[], bo
         config=plain,
     )
     ctx = StageContext(
-        name=stage, stage_dir=sdir, run_dir=run_dir(cfg), tracker=tracker, should_stop=should_stop,
-        rank=rank, world_size=world_size, plain_config=plain,
+        name=stage,
+        stage_dir=sdir,
+        run_dir=run_dir(cfg),
+        tracker=tracker,
+        should_stop=should_stop,
+        rank=rank,
+        world_size=world_size,
+        plain_config=plain,
     )
     try:
         result = module.run(cfg, ctx)
         if result.status == "completed" and rank == 0:
             tracker.log({f"final/{k}": v for k, v in result.metrics.items() if _is_number(v)})
-            write_marker(sdir / MARKER, stage=stage, experiment=cfg.run.name, cfg_hash=cfg_hash,
-                         inputs=inputs, metrics=result.metrics, started_at=started)
+            write_marker(
+                sdir / MARKER,
+                stage=stage,
+                experiment=cfg.run.name,
+                cfg_hash=cfg_hash,
+                inputs=inputs,
+                metrics=result.metrics,
+                started_at=started,
+            )
     finally:
         tracker.close()
     return result

@@ -28,9 +28,14 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     train_s = time.perf_counter() - start
     tokenizer.save(ctx.stage_dir, tk.name)
     report = compression_report(tokenizer, manifest, ctx.stage_dir / "compression.json")
-    metrics = {"n_regular": tokenizer.n_regular, "n_vocab": tokenizer.n_vocab, "eod_id": tokenizer.eod_id,
-               "train_seconds": round(train_s, 2)}
+    metrics = {
+        "n_regular": tokenizer.n_regular,
+        "n_vocab": tokenizer.n_vocab,
+        "eod_id": tokenizer.eod_id,
+        "train_seconds": round(train_s, 2),
+    }
     metrics.update({f"chars_per_token/{src}": v for src, v in report.items()})
     ctx.tracker.log(metrics)
-    return StageResult("completed", metrics=metrics,
-                       outputs={"ranks": str(ctx.stage_dir / f"{tk.name}.tiktoken")})
+    return StageResult(
+        "completed", metrics=metrics, outputs={"ranks": str(ctx.stage_dir / f"{tk.name}.tiktoken")}
+    )

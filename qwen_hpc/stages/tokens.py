@@ -32,23 +32,45 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     for source in sources:
         prefix = ctx.stage_dir / source.name
         stats = encode_jsonl_to_indexed(
-            list(source.shards), text_key, ranks_path, specials_path, prefix,
-            workers=cfg.tokens.workers, append_eod=cfg.tokens.append_eod,
+            list(source.shards),
+            text_key,
+            ranks_path,
+            specials_path,
+            prefix,
+            workers=cfg.tokens.workers,
+            append_eod=cfg.tokens.append_eod,
         )
-        entries.append({"name": source.name, "prefix": source.name, "tokens": stats["tokens"],
-                        "documents": stats["documents"], "upsample": source.weight, "dtype": str(stats["dtype"])})
+        entries.append(
+            {
+                "name": source.name,
+                "prefix": source.name,
+                "tokens": stats["tokens"],
+                "documents": stats["documents"],
+                "upsample": source.weight,
+                "dtype": str(stats["dtype"]),
+            }
+        )
         metrics["documents"] += stats["documents"]
         metrics["tokens"] += stats["tokens"]
         metrics[f"tokens/{source.name}"] = stats["tokens"]
-        ctx.tracker.log({f"tokens/{source.name}": stats["tokens"],
-                         f"tokens_per_s/{source.name}": stats["tokens"] / max(stats["seconds"], 1e-9)})
+        ctx.tracker.log(
+            {
+                f"tokens/{source.name}": stats["tokens"],
+                f"tokens_per_s/{source.name}": stats["tokens"] / max(stats["seconds"], 1e-9),
+            }
+        )
     total = sum(e["tokens"] * e["upsample"] for e in entries) or 1.0
     for e in entries:
         e["weight"] = e["tokens"] * e["upsample"] / total
-    write_json(ctx.stage_dir / BLEND_FILE, {
-        "sources": entries, "eod_id": tokenizer.eod_id, "n_vocab": tokenizer.n_vocab,
-        "tokenizer": {"ranks": str(ranks_path), "special_tokens": str(specials_path)},
-    })
+    write_json(
+        ctx.stage_dir / BLEND_FILE,
+        {
+            "sources": entries,
+            "eod_id": tokenizer.eod_id,
+            "n_vocab": tokenizer.n_vocab,
+            "tokenizer": {"ranks": str(ranks_path), "special_tokens": str(specials_path)},
+        },
+    )
     return StageResult("completed", metrics=metrics, outputs={"blend": str(ctx.stage_dir / BLEND_FILE)})
 
 
@@ -59,5 +81,7 @@ def read_blend(tokens_dir) -> tuple[list[tuple[str, float]], int, int]:
     from qwen_hpc.utils.io import read_json
 
     blend = read_json(Path(tokens_dir) / BLEND_FILE)
-    pairs = [(str(Path(tokens_dir) / e["prefix"]), float(e["weight"])) for e in blend["sources"] if e["tokens"]]
+    pairs = [
+        (str(Path(tokens_dir) / e["prefix"]), float(e["weight"])) for e in blend["sources"] if e["tokens"]
+    ]
     return pairs, int(blend["eod_id"]), int(blend["n_vocab"])

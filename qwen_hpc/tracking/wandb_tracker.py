@@ -37,8 +37,11 @@ class WandbTracker:
         try:
             self._start(stage_dir, project, experiment, stage, mode, entity, tags, config)
         except Exception as exc:  # noqa: BLE001 - observation must never stop a stage
-            log.warning("W&B disabled for this stage (%s: %s); metrics.jsonl still records everything",
-                        type(exc).__name__, exc)
+            log.warning(
+                "W&B disabled for this stage (%s: %s); metrics.jsonl still records everything",
+                type(exc).__name__,
+                exc,
+            )
             self._run = None
 
     def _start(self, stage_dir, project, experiment, stage, mode, entity, tags, config) -> None:

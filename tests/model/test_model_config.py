@@ -16,7 +16,10 @@ def test_defaults_are_the_tiny_model() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"hidden_size": 100, "num_attention_heads": 3}, "model.hidden_size=100 must be divisible by model.num_attention_heads=3"),
+        (
+            {"hidden_size": 100, "num_attention_heads": 3},
+            "model.hidden_size=100 must be divisible by model.num_attention_heads=3",
+        ),
         ({"num_layers": 0}, "model.num_layers=0"),
         ({"ffn_hidden_size": -4}, "model.ffn_hidden_size=-4"),
         ({"kv_channels": 0}, "model.kv_channels=0"),
@@ -39,7 +42,14 @@ def test_explicit_head_dim_lifts_the_divisibility_rule() -> None:
 
 def test_parameter_count_of_qwen_7b_matches_the_spec() -> None:
     # spec §3.2: Qwen-7B has 7.721B parameters with 151936 embedding rows
-    cfg = ModelConfig(name="7b", num_layers=32, hidden_size=4096, num_attention_heads=32, ffn_hidden_size=11008, seq_length=2048)
+    cfg = ModelConfig(
+        name="7b",
+        num_layers=32,
+        hidden_size=4096,
+        num_attention_heads=32,
+        ffn_hidden_size=11008,
+        seq_length=2048,
+    )
     assert round(cfg.num_parameters(151936) / 1e9, 3) == 7.721
 
 

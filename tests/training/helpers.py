@@ -44,7 +44,9 @@ class RecordingTracker:
 
 
 def tiny_model() -> ModelConfig:
-    return ModelConfig(name="test", num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176, seq_length=64)
+    return ModelConfig(
+        name="test", num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176, seq_length=64
+    )
 
 
 def train_cfg(**overrides: Any) -> TrainConfig:

@@ -1,0 +1,130 @@
+"""Validation perplexity of a pretraining checkpoint (Qwen report §2.4: the held-out language-modelling loss).
+
+Perplexity = exp(mean next-token cross-entropy) over the validation split of the *same* blend, split and
+seed as training, so the tokens are ones the model never trained on. Only the model weights are read from
+the checkpoint (no optimizer state), through the same `dist_checkpointing` loader training uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.transformer.module import Float16Module
+
+from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
+from qwen_hpc.model.builder import build_model, padded_vocab_size, select_kernels, transformer_config
+from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.training import checkpoint as ckpt
+from qwen_hpc.training.config import TrainConfig
+from qwen_hpc.training.data import Blend, MicroBatchIterator, SplitSizes, build_datasets, split_sizes
+from qwen_hpc.training.loop import resolve_precision
+from qwen_hpc.training.step import StepContext, causal_mask, evaluate_loss
+
+log = logging.getLogger(__name__)
+
+
+def validation_perplexity(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    blend: Blend,
+    *,
+    eod_id: int,
+    n_vocab: int,
+    checkpoint_dir: Path,
+    eval_iters: int,
+    micro_batch_size: int,
+    index_cache_dir: Path | None = None,
+) -> dict[str, float]:
+    """{"loss", "perplexity", "tokens", "iteration"} on `eval_iters × micro_batch_size × dp` validation samples.
+
+    Every rank calls it; the torch.distributed default group must be initialised (as for `pretrain`).
+    """
+    if eval_iters <= 0 or micro_batch_size <= 0:
+        raise ValueError(f"eval_iters={eval_iters} and micro_batch_size={micro_batch_size} must be positive")
+    if not dist.is_initialized():
+        raise RuntimeError("validation_perplexity needs an initialised torch.distributed default group")
+    checkpoint_dir = Path(checkpoint_dir)
+    with cpu_shims():
+        created = not ps.model_parallel_is_initialized()
+        if created:
+            ps.initialize_model_parallel(
+                train_cfg.tensor_model_parallel_size, train_cfg.pipeline_model_parallel_size
+            )
+        try:
+            return _evaluate(
+                model_cfg,
+                train_cfg,
+                blend,
+                eod_id,
+                n_vocab,
+                checkpoint_dir,
+                eval_iters,
+                micro_batch_size,
+                index_cache_dir,
+            )
+        finally:
+            if created:
+                ps.destroy_model_parallel()
+
+
+def _evaluate(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    blend: Blend,
+    eod_id: int,
+    n_vocab: int,
+    checkpoint_dir: Path,
+    eval_iters: int,
+    micro_batch_size: int,
+    index_cache_dir: Path | None,
+) -> dict[str, float]:
+    bf16, _ = resolve_precision(train_cfg)
+    tp, pp = train_cfg.tensor_model_parallel_size, train_cfg.pipeline_model_parallel_size
+    kernels = select_kernels()
+    params_dtype = torch.bfloat16 if bf16 else torch.float32
+    config = transformer_config(
+        model_cfg, tp=tp, pp=pp, params_dtype=params_dtype, bf16=bf16, kernels=kernels
+    )
+    model_parallel_seed(train_cfg.seed + 100 * ps.get_pipeline_model_parallel_rank())
+    model = build_model(
+        model_cfg,
+        padded_vocab_size(n_vocab, model_cfg, tp),
+        pre_process=ps.is_pipeline_first_stage(ignore_virtual=True),
+        post_process=ps.is_pipeline_last_stage(ignore_virtual=True),
+        backend=kernels.backend,
+        config=config,
+    )
+    path, iteration = ckpt.load_weights(checkpoint_dir, model)
+    log.info("evaluating %s (iteration %d)", path, iteration)
+    dp, dp_rank = ps.get_data_parallel_world_size(), ps.get_data_parallel_rank()
+    sizes = SplitSizes(train=split_sizes(train_cfg).train, valid=eval_iters * micro_batch_size * dp)
+    cache_dir = index_cache_dir or checkpoint_dir.parent / "index_cache"
+    _, valid = build_datasets(
+        model_cfg, train_cfg, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir, sizes=sizes
+    )
+    if valid is None:
+        raise ValueError(f"train.split={train_cfg.split!r} has no validation part")
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
+    ctx = StepContext(
+        ddp_model=Float16Module(config, model) if bf16 else model,
+        optimizer=None,
+        scheduler=None,
+        forward_backward=get_forward_backward_func(),
+        num_microbatches=1,
+        micro_batch_size=micro_batch_size,
+        seq_length=model_cfg.seq_length,
+        mask=causal_mask(model_cfg.seq_length, device),
+        device=device,
+    )
+    data = MicroBatchIterator(valid, micro_batch_size=micro_batch_size, dp_rank=dp_rank, dp_size=dp)
+    result = evaluate_loss(ctx, data, eval_iters)
+    return {**result, "iteration": iteration}
