@@ -21,6 +21,10 @@ from qwen_hpc.launch.preemption import StopFlag
 log = logging.getLogger(__name__)
 
 
+# Slurm's warning signals (`--signal=USR2@N` before the time limit, or sent by an operator): requeue
+REQUEUE_SIGNALS = (int(signal.SIGUSR1), int(signal.SIGUSR2))
+
+
 class StagePreempted(RuntimeError):
     """Raised where no scheduler can requeue us (debug launcher): rerun the same command to resume."""
 
@@ -61,5 +65,10 @@ class StageJob(submitit.helpers.Checkpointable):
             in_job = False
         if not in_job or not callable(handler):
             raise StagePreempted(f"stage stopped by signal {signum} after saving; rerun to resume")
+        if signum not in REQUEUE_SIGNALS:
+            # SIGTERM is both `scancel` and Slurm's preemption notice. A preempted job is requeued by
+            # Slurm itself (PreemptMode=REQUEUE); a cancelled one must stay cancelled. So: saved, exit.
+            raise StagePreempted(f"stage stopped by signal {signum} after saving a checkpoint; not "
+                                 "requeueing (Slurm requeues preempted jobs itself); rerun to resume")
         log.warning("checkpoint saved after signal %s: handing over to submitit to requeue", signum)
         handler(signal.SIGUSR2, None)  # rank 0: requeue + exit; other ranks: returns

@@ -6,9 +6,12 @@ sees progress, and turns a failed job into a non-zero exit carrying the job's ow
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,29 @@ class _LogStreamer:
                 sys.stderr.flush()
 
 
+class SubmitterInterrupted(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt(job: submitit.Job) -> Iterator[None]:
+    """Ctrl-C or SIGTERM to the waiting submitter (Snakemake stopping a rule) cancels the job, so no
+    orphaned stage keeps running on the cluster after the workflow that wanted it has gone."""
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise SubmitterInterrupted(f"submitter received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    except (KeyboardInterrupt, SubmitterInterrupted):
+        log.warning("interrupted: cancelling job %s", job.job_id)
+        job.cancel(check=False)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def submit_and_wait(
     stage: str, plain_cfg: dict[str, Any], launcher: LauncherConfig, stage_dir: Path, experiment: str
 ) -> dict[str, Any]:
@@ -113,10 +139,11 @@ def submit_and_wait(
     log.info("stage %s submitted as %s job %s", stage, launcher.kind, job.job_id)
     log.info("logs: %s | %s", job.paths.stdout, job.paths.stderr)
     streamer = _LogStreamer([job.paths.stdout, job.paths.stderr]) if launcher.stream_logs else None
-    while not job.done():
-        if streamer:
-            streamer.pump()
-        time.sleep(launcher.poll_interval_s)
+    with _cancel_on_interrupt(job):
+        while not job.done():
+            if streamer:
+                streamer.pump()
+            time.sleep(launcher.poll_interval_s)
     if streamer:
         streamer.pump()
     result = job.result()  # raises FailedJobError / UncompletedJobError with the job's traceback

@@ -1,7 +1,10 @@
-"""Preemption on a real Slurm: USR2 mid-training → checkpoint → requeue → resume → the full step count."""
+"""Preemption on a real Slurm: USR2 mid-training → checkpoint → requeue → resume → the full step count;
+and a submitter stopped by Snakemake cancels its job instead of orphaning it."""
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -39,16 +42,39 @@ def _steps_logged(path: Path) -> int:
     return sum(1 for r in read_jsonl(path) if "loss" in r)
 
 
-def test_usr2_requeues_and_training_finishes_its_steps(require_slurm, tmp_path: Path) -> None:
-    common = [f"run.root={tmp_path}", "run.name=requeue", *SMALL]
+def _sacct_states(job_id: str, want: str) -> list[str]:
+    """All records of the job (requeues included); sacct may lag a few seconds behind the job."""
+    states: list[str] = []
+    for _ in range(60):
+        states = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-D", "-P", "-o", "State"],
+                                capture_output=True, text=True, check=True).stdout.splitlines()
+        if states and states[-1].startswith(want):
+            break
+        time.sleep(1)
+    return states
+
+
+@pytest.fixture(scope="module")
+def prepared(require_slurm, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data → tokenizer → tokens of a small run, made once and copied into each test's own root."""
+    root = tmp_path_factory.mktemp("prepared")
     for stage in ("data", "tokenizer", "tokens"):
-        run_qwen([stage, *common, "launcher=debug"])
-    stage_dir = tmp_path / "requeue" / "pretrain"
-    args = [*common, "launcher=slurm", "launcher.cpus_per_task=1", "launcher.timeout_min=15",
-            f"pretrain.train.train_iters={ITERS}", "pretrain.train.save_interval=1000",
-            "pretrain.train.eval_interval=0"]
-    proc = subprocess.Popen([*QWEN, "pretrain", *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+        run_qwen([stage, f"run.root={root}", "run.name=requeue", *SMALL, "launcher=debug"])
+    return root
+
+
+def _start_pretrain(root: Path, prepared: Path, *extra: str) -> subprocess.Popen:
+    shutil.copytree(prepared / "requeue", root / "requeue")
+    args = [f"run.root={root}", "run.name=requeue", *SMALL, "launcher=slurm", "launcher.cpus_per_task=1",
+            "launcher.timeout_min=15", f"pretrain.train.train_iters={ITERS}", "pretrain.train.save_interval=1000",
+            "pretrain.train.eval_interval=0", *extra]
+    return subprocess.Popen([*QWEN, "pretrain", *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def test_usr2_requeues_and_training_finishes_its_steps(prepared: Path, tmp_path: Path) -> None:
+    proc = _start_pretrain(tmp_path, prepared)
+    stage_dir = tmp_path / "requeue" / "pretrain"
     try:
         _wait_for(lambda: (stage_dir / "launch.json").exists(), 120, "the job to be submitted", proc)
         job_id = read_json(stage_dir / "launch.json")["job_id"]
@@ -67,11 +93,24 @@ def test_usr2_requeues_and_training_finishes_its_steps(require_slurm, tmp_path: 
     assert steps == list(range(1, ITERS + 1))
     # the interruption really happened: a checkpoint at the preemption step, and Slurm requeued the job
     assert (stage_dir / "checkpoints" / f"iter_{marker['resumed_from']:07d}").is_dir()
-    acct: list[str] = []
-    for _ in range(60):  # sacct may lag a few seconds behind the job's result file
-        acct = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-D", "-P", "-o", "State"],
-                              capture_output=True, text=True, check=True).stdout.split()
-        if acct and acct[-1] == "COMPLETED":
-            break
-        time.sleep(1)
-    assert acct[-1] == "COMPLETED" and "REQUEUED" in acct, acct
+    states = _sacct_states(job_id, "COMPLETED")
+    assert states[-1] == "COMPLETED" and "REQUEUED" in states, states
+
+
+def test_stopping_the_submitter_cancels_its_job(prepared: Path, tmp_path: Path) -> None:
+    proc = _start_pretrain(tmp_path, prepared)
+    stage_dir = tmp_path / "requeue" / "pretrain"
+    try:
+        _wait_for(lambda: (stage_dir / "launch.json").exists(), 120, "the job to be submitted", proc)
+        job_id = read_json(stage_dir / "launch.json")["job_id"]
+        _wait_for(lambda: _steps_logged(stage_dir / "metrics.jsonl") >= 5, 300, "5 training steps", proc)
+        proc.send_signal(signal.SIGTERM)  # what Snakemake does to a rule's process when it stops
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert f"cancelling job {job_id}" in err
+    states = _sacct_states(job_id, "CANCELLED")
+    assert states[-1].startswith("CANCELLED"), states
+    assert not (stage_dir / "_SUCCESS.json").exists()
