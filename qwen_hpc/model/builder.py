@@ -31,9 +31,21 @@ log = logging.getLogger(__name__)
 
 
 def padded_vocab_size(n_vocab: int, cfg: ModelConfig, tp: int = 1) -> int:
-    """Embedding rows: `n_vocab` rounded up to a multiple of `make_vocab_size_divisible_by × tp`."""
+    """Embedding rows: `cfg.padded_vocab_size` when the config fixes it (the released sizes, spec §3.2),
+    else `n_vocab` rounded up to a multiple of `make_vocab_size_divisible_by × tp`."""
     if n_vocab <= 0:
         raise ValueError(f"n_vocab={n_vocab} must be positive")
+    if cfg.padded_vocab_size is not None:
+        if n_vocab > cfg.padded_vocab_size:
+            raise ValueError(
+                f"the tokenizer has {n_vocab} tokens, more than model.padded_vocab_size={cfg.padded_vocab_size}"
+            )
+        if cfg.padded_vocab_size % tp:
+            raise ValueError(
+                f"model.padded_vocab_size={cfg.padded_vocab_size} must be divisible by the tensor-parallel "
+                f"size {tp}"
+            )
+        return cfg.padded_vocab_size
     multiple = cfg.make_vocab_size_divisible_by * tp
     return -(-n_vocab // multiple) * multiple
 

@@ -36,6 +36,11 @@ class ModelConfig:
     attention_dropout: float = 0.0
     # Embedding rows are padded to a multiple of this × tensor-parallel size (Megatron's convention).
     make_vocab_size_divisible_by: int = 128
+    # Fixed number of embedding rows (the released checkpoints' `vocab_size`: 151,936 for 1.8B/7B, 152,064 for
+    # 14B/72B, spec §3.2); None = pad the tokenizer's vocabulary by the rule above.
+    padded_vocab_size: Optional[int] = None  # noqa: UP045
+    # Vocabulary the paper's tokenizer has (151,643 BPE + 208 special tokens); used by `describe` only.
+    reference_vocab_size: int = 151851
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "model.name must be a non-empty string")
@@ -46,6 +51,7 @@ class ModelConfig:
             "ffn_hidden_size",
             "seq_length",
             "make_vocab_size_divisible_by",
+            "reference_vocab_size",
         ):
             value = getattr(self, field)
             _require(
@@ -69,6 +75,11 @@ class ModelConfig:
             self.layernorm_epsilon > 0, f"model.layernorm_epsilon={self.layernorm_epsilon} must be positive"
         )
         _require(self.init_method_std > 0, f"model.init_method_std={self.init_method_std} must be positive")
+        if self.padded_vocab_size is not None:
+            _require(
+                self.padded_vocab_size > 0,
+                f"model.padded_vocab_size={self.padded_vocab_size} must be positive (or null)",
+            )
         for field in ("hidden_dropout", "attention_dropout"):
             value = getattr(self, field)
             _require(0.0 <= value < 1.0, f"model.{field}={value} must be in [0, 1)")
@@ -81,9 +92,13 @@ class ModelConfig:
 
     def num_parameters(self, vocab_size: int) -> int:
         """Parameter count of the Qwen layout with `vocab_size` (padded) embedding rows, untied head."""
+        return self.num_non_embedding_parameters() + 2 * vocab_size * self.hidden_size
+
+    def num_non_embedding_parameters(self) -> int:
+        """Everything but the input embedding and the (untied) LM head (spec §3.2's "non-embedding")."""
         h, f, a = self.hidden_size, self.ffn_hidden_size, self.num_attention_heads * self.head_dim
         per_layer = (h * 3 * a + 3 * a) + a * h + 3 * h * f + 2 * h  # qkv(+bias), proj, swiglu, 2 norms
-        return self.num_layers * per_layer + 2 * vocab_size * h + h  # + embedding, lm head, final norm
+        return self.num_layers * per_layer + h  # + final norm
 
     def flops_per_token(self, vocab_size: int) -> float:
         """Training FLOPs per token (forward + backward): 6 × matmul parameters + causal-free attention term.

@@ -1,4 +1,5 @@
-"""Checks that must pass before a job is submitted: a missing input is a config error, not a job failure."""
+"""Checks that must pass before a job is submitted: a missing input or an impossible parallel layout is a
+config error, not a job failure (or a hung 512-GPU allocation)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,41 @@ from qwen_hpc.config.schema import QwenConfig
 
 class PreflightError(ValueError):
     pass
+
+
+def job_world_size(cfg: QwenConfig, stage: str) -> int:
+    """Tasks the stage's job will have: nodes × tasks per node after the stage's resource overrides
+    (the debug launcher runs one task in this process)."""
+    from qwen_hpc.launch.submit import effective_launcher
+
+    launcher = effective_launcher(cfg.launcher, getattr(cfg, stage).resources)
+    if launcher.kind == "debug":
+        return 1
+    return launcher.nodes * launcher.tasks_per_node
+
+
+def check_training_layout(stage: str, cfg: QwenConfig) -> None:
+    """TP/PP/DP of `pretrain` (and of `evaluate`, which loads the model in the same layout)."""
+    from qwen_hpc.training.config import check_model_parallel, check_parallel_layout
+
+    train, world = cfg.pretrain.train, None
+    try:
+        world = job_world_size(cfg, stage)
+        if stage == "pretrain":
+            check_parallel_layout(train, cfg.pretrain.optimizer, world, model=cfg.model)
+        else:
+            check_model_parallel(cfg.model, train)
+            if world % train.model_parallel_size:
+                raise ValueError(
+                    f"world size {world} must be divisible by train.tensor_model_parallel_size="
+                    f"{train.tensor_model_parallel_size} × train.pipeline_model_parallel_size="
+                    f"{train.pipeline_model_parallel_size}"
+                )
+    except ValueError as exc:
+        raise PreflightError(
+            f"parallel layout of stage {stage} (world size {world} = {stage}.resources/launcher nodes × "
+            f"tasks_per_node): {exc}"
+        ) from exc
 
 
 def preflight(stage: str, cfg: QwenConfig) -> None:
@@ -19,3 +55,5 @@ def preflight(stage: str, cfg: QwenConfig) -> None:
             raise PreflightError(str(exc)) from exc
         if not cfg.data.sources and not cfg.data.embedded_corpus:
             raise PreflightError("data.sources is empty and data.embedded_corpus=false: no input text")
+    if stage in ("pretrain", "evaluate"):
+        check_training_layout(stage, cfg)

@@ -15,10 +15,16 @@ DISTRIBUTED = True
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.stages.tokens import read_blend
+    from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
     from qwen_hpc.utils.hashing import hash_obj
 
     blend, eod_id, n_vocab = read_blend(ctx.stage_path("tokens"))
+    # GPTDataset's index caches: their own single-process CPU step, before distributed training starts
+    cache_dir = ctx.stage_dir / "index_cache"
+    prepare_index_caches(
+        cfg.model, cfg.pretrain.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir
+    )
     wandb_id_file = ctx.stage_dir / "wandb_run_id"
     extra = {
         "config_hash": hash_obj({key: ctx.plain_config.get(key) for key in CONFIG_KEYS}),
@@ -35,7 +41,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         tracker=ctx.tracker,
         should_stop=ctx.should_stop,
         extra_state=extra,
-        index_cache_dir=ctx.stage_dir / "index_cache",
+        index_cache_dir=cache_dir,
     )
     if result.status == "failed":
         raise RuntimeError(f"pretraining failed at iteration {result.iteration}: {result.metrics}")
@@ -45,6 +51,9 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         "first_loss": result.first_loss,
         "last_loss": result.last_loss,
         "resumed_from": result.resumed_from,
+        "world_size": ctx.world_size,
+        "data_parallel_size": ctx.world_size
+        // (cfg.pretrain.train.tensor_model_parallel_size * cfg.pretrain.train.pipeline_model_parallel_size),
     }
     metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
     return StageResult(result.status, metrics=metrics, outputs={"checkpoint": str(result.checkpoint)})

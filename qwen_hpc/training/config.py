@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from qwen_hpc.model.config import ModelConfig
+
 DECAY_STYLES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -150,8 +152,33 @@ class TrainConfig:
         return self.global_batch_size // (self.micro_batch_size * self.data_parallel_size(world_size))
 
 
-def check_parallel_layout(train: TrainConfig, optim: OptimizerConfig, world_size: int) -> None:
-    """Checks that need the world size or both configs; run when training starts."""
+def check_model_parallel(model: ModelConfig, train: TrainConfig) -> None:
+    """The model must split evenly over the tensor- and pipeline-parallel ranks."""
+    tp, pp = train.tensor_model_parallel_size, train.pipeline_model_parallel_size
+    for name in ("num_attention_heads", "ffn_hidden_size"):
+        value = getattr(model, name)
+        _require(
+            value % tp == 0,
+            f"model.{name}={value} must be divisible by train.tensor_model_parallel_size={tp}",
+        )
+    _require(
+        model.num_layers % pp == 0,
+        f"model.num_layers={model.num_layers} must be divisible by train.pipeline_model_parallel_size={pp}",
+    )
+    if model.padded_vocab_size is not None:
+        _require(
+            model.padded_vocab_size % tp == 0,
+            f"model.padded_vocab_size={model.padded_vocab_size} must be divisible by "
+            f"train.tensor_model_parallel_size={tp}",
+        )
+
+
+def check_parallel_layout(
+    train: TrainConfig, optim: OptimizerConfig, world_size: int, *, model: ModelConfig | None = None
+) -> None:
+    """Checks that need the world size or several configs; run before submission and when training starts."""
+    if model is not None:
+        check_model_parallel(model, train)
     mp = train.model_parallel_size
     _require(
         world_size % mp == 0,

@@ -14,6 +14,7 @@ the optimizer state and the RNG states all come back from the checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,7 +130,15 @@ def _build_optimizer(ddp: Any, train: TrainConfig, optim: OptimizerConfig, bf16:
         use_distributed_optimizer=train.use_distributed_optimizer,
     )
     optimizer = get_megatron_optimizer(config, [ddp])
-    scheduler = OptimizerParamScheduler(
+    return optimizer, build_scheduler(optimizer, train, optim)
+
+
+def build_scheduler(optimizer: Any, train: TrainConfig, optim: OptimizerConfig) -> OptimizerParamScheduler:
+    """Linear warmup to the peak LR, then `optim.decay_style` to `min_lr` over the decay length.
+
+    `decay_style=constant` keeps the peak LR after warmup (the schedule later Code/Math stages may use).
+    """
+    return OptimizerParamScheduler(
         optimizer,
         init_lr=0.0,
         max_lr=optim.lr,
@@ -142,7 +151,6 @@ def _build_optimizer(ddp: Any, train: TrainConfig, optim: OptimizerConfig, bf16:
         wd_incr_steps=train.train_iters,
         wd_incr_style="constant",
     )
-    return optimizer, scheduler
 
 
 def build_training_model(
@@ -192,6 +200,7 @@ def _setup(
     out_dir: Path,
     tracker: Tracker,
     index_cache_dir: Path | None,
+    init_checkpoint: Path | None = None,
 ) -> _Run:
     world = dist.get_world_size()
     model, ddp, config, bf16 = build_training_model(model_cfg, train, n_vocab)
@@ -227,6 +236,9 @@ def _setup(
     if loaded:
         log.info("resumed from %s (iteration %d)", loaded[0], state.iteration)
     else:
+        if init_checkpoint is not None:  # weights only, resharded to this layout; a fresh run otherwise
+            path, iteration = ckpt.load_weights(init_checkpoint, model)
+            log.info("initial weights from %s (iteration %d)", path, iteration)
         # Iteration i (1-based) uses the scheduler's LR at step i: warmup starts at lr/warmup, not at 0,
         # and the last iteration reaches min_lr. The offset is part of the saved scheduler state.
         scheduler.step(increment=1)
@@ -298,7 +310,24 @@ def _step_metrics(run: _Run, train: TrainConfig, outcome: Any, seconds: float) -
     }
     if train.peak_flops_per_device > 0:
         metrics["mfu"] = run.flops_per_step / (seconds * run.world_size * train.peak_flops_per_device)
+    metrics.update(memory_metrics())
     return metrics
+
+
+def memory_metrics() -> dict[str, float]:
+    """GiB of memory: the GPU's peak allocation by torch on CUDA; this process's resident set on the CPU."""
+    if torch.cuda.is_available():
+        return {
+            "mem_max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "mem_reserved_gib": torch.cuda.memory_reserved() / 2**30,
+        }
+    try:  # Linux: current resident set
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # elsewhere: the peak (ru_maxrss is KiB on Linux/BSD)
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"mem_rss_gib": rss / 2**30}
 
 
 def pretrain(
@@ -314,13 +343,17 @@ def pretrain(
     should_stop: Callable[[], bool],
     extra_state: dict | None = None,
     index_cache_dir: Optional[Path] = None,  # noqa: UP045
+    init_checkpoint: Optional[Path] = None,  # noqa: UP045
 ) -> TrainResult:
     """Train (or resume) to `train_cfg.train_iters`; every rank calls this with the same arguments.
 
     Preconditions: the torch.distributed default group is initialised (`ensure_process_group`). This call
     initialises and tears down Megatron's parallel state. `extra_state` is stored in every checkpoint.
+    `init_checkpoint` (a checkpoint directory or root, any parallel layout) gives the initial weights of a
+    run that has no checkpoint of its own yet: continued pretraining, or comparing layouts from one init.
     """
-    check_parallel_layout(train_cfg, optim_cfg, dist.get_world_size() if dist.is_initialized() else 1)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    check_parallel_layout(train_cfg, optim_cfg, world, model=model_cfg)
     with cpu_shims():
         created = _init_parallel(train_cfg)
         try:
@@ -334,6 +367,7 @@ def pretrain(
                 out_dir=Path(out_dir),
                 tracker=tracker,
                 index_cache_dir=index_cache_dir,
+                init_checkpoint=Path(init_checkpoint) if init_checkpoint is not None else None,
             )
             run.state.extra = {**run.state.extra, **(extra_state or {})}
             return _loop(run, train_cfg, should_stop)

@@ -4,9 +4,15 @@ then stop the run, and validation perplexity agrees with the loss measured durin
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +101,7 @@ def test_loss_falls_and_metrics_are_logged(reference: Run) -> None:
         "iteration_time_s",
         "skipped_steps",
         "mfu",
+        "mem_rss_gib",
     ):
         assert key in step and math.isfinite(step[key]), key
     assert all(v > 0 for v in reference.tracker.series("lr").values())
@@ -190,3 +197,86 @@ def test_validation_perplexity_matches_training_eval(blend, reference: Run) -> N
     assert scores["tokens"] == 16 * tiny_model().seq_length
     assert scores["loss"] == pytest.approx(reference.result.metrics["val_loss"], abs=1e-5)
     assert torch.distributed.is_initialized()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _final_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    from megatron.core import parallel_state as ps
+
+    from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
+    from qwen_hpc.model.builder import build_model, padded_vocab_size
+    from qwen_hpc.training.checkpoint import load_weights
+
+    with cpu_shims():
+        ps.initialize_model_parallel()
+        try:
+            model_parallel_seed(0)  # any seed: every weight is overwritten by the checkpoint
+            model = build_model(tiny_model(), padded_vocab_size(N_VOCAB, tiny_model()))
+            load_weights(checkpoint, model)
+            return {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+        finally:
+            ps.destroy_model_parallel()
+
+
+@pytest.mark.slow
+def test_sigterm_at_an_arbitrary_step_then_resume_is_bit_identical(
+    blend, reference: Run, tmp_path: Path
+) -> None:
+    """A real SIGTERM to a training process (StopFlag, as in a job) at step 27 — between two periodic saves —
+    then a resume: loss history and final parameters equal the uninterrupted run's exactly (fp32, CPU)."""
+    out = tmp_path / "run"
+    spec = {
+        "out_dir": str(out),
+        "cache_dir": str(reference.cache),
+        "blend": blend,
+        "train": {
+            "train_iters": ITERS,
+            "save_interval": SAVE,
+            "eval_interval": EVAL,
+            "peak_flops_per_device": 1e11,
+        },
+        "extra_state": {"wandb_run_id": "abc123", "config_hash": "f00"},
+        "pause_at": 27,
+        "progress": str(tmp_path / "progress.jsonl"),
+        "ready": str(tmp_path / "ready"),
+        "result": str(tmp_path / "result.json"),
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "RANK", "WORLD_SIZE")
+    }
+    env.update(PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.training.sigterm_worker", str(tmp_path / "spec.json")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        while not Path(spec["ready"]).exists() and proc.poll() is None:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[0][-4000:]
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-4000:]
+    stopped = json.loads(Path(spec["result"]).read_text())
+    assert (stopped["status"], stopped["iteration"]) == ("preempted", 27)
+    assert stopped["checkpoint"] == str(out / "checkpoints" / "iter_0000027")
+    rows = [json.loads(line) for line in Path(spec["progress"]).read_text().splitlines()]
+    before = {r["step"]: r["loss"] for r in rows if "loss" in r}
+    assert sorted(before) == list(range(1, 28))
+
+    resumed, tracker = _pretrain(blend, out, reference.cache)
+    assert (resumed.status, resumed.iteration, resumed.resumed_from) == ("completed", ITERS, 27)
+    assert {**before, **tracker.series("loss")} == reference.tracker.series("loss")
+    assert resumed.metrics["val_loss"] == reference.result.metrics["val_loss"]
+    ours, theirs = _final_weights(Path(resumed.checkpoint)), _final_weights(Path(reference.result.checkpoint))
+    assert ours.keys() == theirs.keys() and len(ours) > 10
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
