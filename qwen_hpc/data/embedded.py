@@ -147,6 +147,7 @@ def build_embedded_corpus(
                 format="jsonl",
                 text_key="text",
                 language="en" if name == PROSE else None,
+                kind="code" if name == CODE else "text",
             )
         )
     write_json(out_dir / "embedded.json", summary)

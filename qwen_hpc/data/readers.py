@@ -2,7 +2,8 @@
 input and never skipping it.
 
 JSONL: one record per line (lines split on `\\n` only, a trailing `\\r` ignored). Text: one document per
-file, or one per block of lines separated by blank lines. Both read `.gz` files transparently and strip a
+file, or one per block of lines separated by blank lines. Parquet (pyarrow): one record per row, read in
+record batches; the "line" of a row is its 1-based row number. Both read `.gz` files transparently and strip a
 leading UTF-8 byte-order mark. What goes wrong becomes a `Document` whose `error` names the reason:
 
 | reason         | when                                                                      |
@@ -12,6 +13,9 @@ leading UTF-8 byte-order mark. What goes wrong becomes a `Document` whose `error
 | `invalid_utf8` | a line / block / file is not valid UTF-8, or its text has lone surrogates  |
 | `malformed`    | a JSONL line is not JSON, not an object, or lacks a string `text_key`      |
 | `blank_line`   | a JSONL line holds only whitespace (not a record; counted all the same)    |
+
+Parquet: a file pyarrow cannot open or decode is `unreadable` (line 0, or the first row of the batch that
+failed); a missing text column makes every row `malformed`; a null or non-string value is `malformed`.
 """
 
 from __future__ import annotations
@@ -39,10 +43,14 @@ def source_files(source: SourceConfig) -> list[Path]:
     return expand_all(source.paths)
 
 
-def read_source(source: SourceConfig, files: list[Path] | None = None) -> Iterator[Document]:
+def read_source(
+    source: SourceConfig, files: list[Path] | None = None, *, first_index: int = 0
+) -> Iterator[Document]:
+    """Documents of `files` (default: all of the source's files); `first_index` is the file index of the
+    first of them (a shard task reads one file of the source's list)."""
     files = source_files(source) if files is None else files
-    read_file = _read_jsonl if source.format == "jsonl" else _read_text
-    for index, path in enumerate(files):
+    read_file = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet}[source.format]
+    for index, path in enumerate(files, start=first_index):
         yield from read_file(source, index, path)
 
 
@@ -179,3 +187,49 @@ def _text_record(source: SourceConfig, index: int, path: Path, line: int, raw: b
     return Document(
         id=make_id(source.name, index, line), text=text, source=source.name, file=str(path), line=line
     )
+
+
+# -------------------------------------------------------------------------------------------------- parquet
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _read_parquet(source: SourceConfig, index: int, path: Path) -> Iterator[Document]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    errors = (*READ_ERRORS, pa.ArrowException)
+    row = 0
+    try:
+        fh = pq.ParquetFile(path)
+        has_text = source.text_key in fh.schema_arrow.names
+        for batch in fh.iter_batches(batch_size=4096):
+            for record in batch.to_pylist():
+                row += 1
+                if not has_text:
+                    yield _failed(source, index, path, row, "malformed", f"no {source.text_key!r} column")
+                    continue
+                text = record.pop(source.text_key)
+                if not isinstance(text, str):
+                    kind = "null" if text is None else type(text).__name__
+                    yield _failed(source, index, path, row, "malformed", f"{source.text_key!r} is {kind}, not a string")
+                    continue
+                if _has_surrogates(text):
+                    yield _failed(source, index, path, row, "invalid_utf8", "lone surrogate in the text")
+                    continue
+                yield Document(
+                    id=make_id(source.name, index, row), text=text, source=source.name,
+                    meta={k: _jsonable(v) for k, v in record.items()}, file=str(path), line=row,
+                )
+    except errors as exc:
+        yield _failed(source, index, path, row + 1 if row else 0, "unreadable", f"{type(exc).__name__}: {exc}")

@@ -49,7 +49,18 @@ class CurationStats:
         self.read += 1
         self.source(name).read += 1
 
-    def record_kept(self, name: str, chars: int, *, validation: bool = False) -> None:
+    def add_counts(self, name: str, read: int, dropped: dict[str, int]) -> None:
+        """A shard's books in bulk: `read` documents, `dropped` by reason."""
+        self.read += read
+        self.source(name).read += read
+        for reason, n in dropped.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+            self.source(name).dropped[reason] += n
+
+    def record_kept(self, name: str, chars: int, *, validation: bool = False, count_read: bool = False) -> None:
+        """`count_read`: also count it as read (when reads are not added in bulk)."""
+        if count_read:
+            self.record_read(name)
         self.kept += 1
         per = self.source(name)
         per.kept += 1
@@ -58,7 +69,9 @@ class CurationStats:
             per.validation += 1
             per.validation_chars += chars
 
-    def record_dropped(self, name: str, reason: str) -> None:
+    def record_dropped(self, name: str, reason: str, *, count_read: bool = False) -> None:
+        if count_read:
+            self.record_read(name)
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         self.source(name).dropped[reason] += 1
 

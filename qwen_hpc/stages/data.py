@@ -1,31 +1,55 @@
-"""Stage `data` (Qwen report §2.1): read sources, normalize, drop bad and duplicate documents, write
-shards + a manifest for the tokenizer and tokens stages, and account for every document."""
+"""Stage `data` (Qwen report §2.1): read sources, filter (language ID, Gopher/C4 rules, learned quality
+score), exact + MinHash-LSH dedup, 13-gram decontamination, mixture; write shards + a manifest for the
+tokenizer and tokens stages, a funnel plot, and account for every document. The per-shard step runs where
+the stage runs: a Slurm job array under launcher=slurm, a process pool locally (qwen_hpc.launch.array)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.base import StageContext, StageResult
 
 NAME = "data"
-DESCRIPTION = "curate text: read sources, normalize, exact dedup, shard, count every document"
+DESCRIPTION = "curate text: filters, language ID, quality model, exact + MinHash dedup, decontamination, mixture"
 CONFIG_KEYS = ("data",)
 UPSTREAM: tuple[str, ...] = ()
 DISTRIBUTED = False
 
 
-def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.data.pipeline import curate, prepare_sources
+def data_root(cfg: QwenConfig) -> Path:
+    """Where the evaluation sets are: QWEN_HPC_DATA_ROOT if set, else run.data_root."""
+    return Path(os.environ.get("QWEN_HPC_DATA_ROOT") or cfg.run.data_root)
 
+
+def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+    import time
+
+    from qwen_hpc.data.pipeline import curate, prepare_sources
+    from qwen_hpc.launch.array import array_map
+    from qwen_hpc.launch.submit import effective_launcher
+
+    started = time.perf_counter()
     # configured sources first: when a text is in both, the user's copy is the one kept
     sources = prepare_sources(cfg.data, ctx.stage_dir / "embedded")
-    stats = curate(cfg.data, sources, ctx.stage_dir)
+    launcher = effective_launcher(cfg.launcher, cfg.data.resources)
+    map_fn = array_map(launcher, cfg.data.workers, ctx.stage_dir / "logs" / "array",
+                       name=f"qwen-{cfg.run.name}-data-shards")
+    # the eval n-gram index of a superseded run (same eval files, same n) is reused, not rebuilt
+    earlier = tuple(sorted(ctx.run_dir.glob(f"{NAME}.superseded-*/cache"), reverse=True))
+    stats = curate(cfg.data, sources, ctx.stage_dir, map_fn=map_fn, data_root=data_root(cfg),
+                   cache_dir=ctx.stage_dir / "cache", earlier_caches=earlier)
+    elapsed = time.perf_counter() - started
     metrics = {
         "documents_read": stats.read,
         "documents_kept": stats.kept,
         "documents_dropped": sum(stats.dropped.values()),
+        "docs_per_s": round(stats.read / elapsed, 1) if elapsed > 0 else 0.0,
     }
     metrics.update({f"dropped/{reason}": n for reason, n in sorted(stats.dropped.items())})
     ctx.tracker.log(metrics)
     return StageResult(
-        "completed", metrics=metrics, outputs={"manifest": str(ctx.stage_dir / "manifest.json")}
+        "completed", metrics=metrics,
+        outputs={"manifest": str(ctx.stage_dir / "manifest.json"), "funnel": str(ctx.stage_dir / "funnel.png")},
     )

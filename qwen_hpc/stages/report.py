@@ -36,7 +36,14 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         train, val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: pretraining loss"
     )
     write_bytes(ctx.stage_dir / "loss.png", png)
-    page = render(cfg.report.title + f" — {cfg.run.name}", rows, {"pretraining loss": png})
+    plots = {"pretraining loss": png}
+    compression_png = ctx.stage_path("tokenizer") / "compression.png"  # written by the tokenizer stage
+    if compression_png.is_file():
+        plots["tokenizer compression (tokens relative to the reference, per source)"] = compression_png.read_bytes()
+    funnel_png = ctx.stage_path("data") / "funnel.png"  # written by the data stage
+    if funnel_png.is_file():
+        plots["data curation funnel (documents remaining after each step)"] = funnel_png.read_bytes()
+    page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots)
     write_text(ctx.stage_dir / "index.html", page)
     metrics = {"train_points": len(train), "val_points": len(val)}
     return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})

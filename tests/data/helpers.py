@@ -7,7 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qwen_hpc.data.config import DataConfig, NormalizeConfig, SourceConfig, ValidationConfig
+from qwen_hpc.data.config import (
+    DataConfig,
+    DecontaminationConfig,
+    LanguageIDConfig,
+    MinHashConfig,
+    NormalizeConfig,
+    QualityModelConfig,
+    QualityRulesConfig,
+    SourceConfig,
+    ValidationConfig,
+)
 
 
 def write_lines(path: Path, lines: list[bytes | str | dict[str, Any]], *, gz: bool = False) -> Path:
@@ -29,12 +39,18 @@ def write_lines(path: Path, lines: list[bytes | str | dict[str, Any]], *, gz: bo
 
 
 def config(**overrides: Any) -> DataConfig:
-    """A DataConfig for tests: no embedded corpus, no validation split, unless asked."""
+    """A DataConfig for tests: no validation split and only the basic filters (read errors, empty, length,
+    exact dedup), unless asked: each test switches on the steps it is about."""
     kwargs: dict[str, Any] = {
         "sources": [],
         "embedded_corpus": True,  # DataConfig refuses "no sources at all"; tests pass sources to curate
         "validation": ValidationConfig(fraction=0.0),
         "normalize": NormalizeConfig(),
+        "minhash": MinHashConfig(enabled=False),
+        "language_id": LanguageIDConfig(enabled=False),
+        "quality_rules": QualityRulesConfig(enabled=False),
+        "quality_model": QualityModelConfig(enabled=False),
+        "decontamination": DecontaminationConfig(enabled=False),
     }
     kwargs.update(overrides)
     return DataConfig(**kwargs)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_hpc.data import curate
+from qwen_hpc.data import ValidationConfig, curate
 from qwen_hpc.data.stats import CurationStats
 from qwen_hpc.utils.io import read_json
 
@@ -134,3 +134,24 @@ def test_stats_check_catches_an_unbalanced_count() -> None:
         stats.check()
     stats.record_dropped("s", "empty")
     stats.check()
+
+
+def test_books_balance_with_every_filter_on(bad_inputs, tmp_path: Path, data_root: Path) -> None:
+    """The default pipeline (language ID, rules, quality model, decontamination, MinHash) on the same bad
+    input: reader reasons are unchanged, later steps add their own, and every record is still counted once."""
+    from qwen_hpc.data import DataConfig
+
+    sources, expected, _ = bad_inputs
+    out = tmp_path / "out"
+    cfg = DataConfig(min_chars=3, max_chars=40, validation=ValidationConfig(fraction=0.0))
+    stats = curate(cfg, sources, out, progress=False, data_root=data_root)
+    assert stats.read == stats.kept + sum(stats.dropped.values())
+    for reason in ("malformed", "invalid_utf8", "binary", "unreadable", "blank_line", "too_long", "too_short"):
+        assert stats.dropped[reason] == expected[reason], reason
+    dropped = read_jsonl(out / "dropped.jsonl")
+    assert len(dropped) == sum(stats.dropped.values())
+    assert Counter(d["reason"] for d in dropped) == Counter(stats.dropped)
+    assert all(d["file"] and isinstance(d["line"], int) for d in dropped)
+    funnel = read_json(out / "stats.json")["funnel"]
+    assert funnel[0]["remaining"] == stats.read and funnel[-1]["remaining"] == stats.kept
+    assert (out / "funnel.png").read_bytes().startswith(b"\x89PNG")

@@ -67,11 +67,14 @@ def test_limits_are_respected(tmp_path: Path) -> None:
         assert 50_000 <= chars < 50_000 + 200_000  # stops at the first document past the limit
 
 
-def test_embedded_corpus_curates_cleanly(tmp_path: Path) -> None:
+def test_embedded_corpus_curates_cleanly(tmp_path: Path, data_root: Path) -> None:
+    """The default config (every filter on) keeps the embedded corpus mostly intact: documentation prose
+    and stdlib code are what the tiny experiment trains on."""
     cfg = DataConfig(embedded_max_docs_per_source=150)
     sources = prepare_sources(cfg, tmp_path / "embedded")
-    stats = curate(cfg, sources, tmp_path / "data", progress=False)
+    stats = curate(cfg, sources, tmp_path / "data", progress=False, data_root=data_root)
     assert stats.read == 300 and stats.read == stats.kept + sum(stats.dropped.values())
-    assert set(stats.dropped) <= {"exact_duplicate"} and stats.kept >= 290
+    assert stats.kept >= 240, stats.dropped
+    assert stats.sources["code"].kept >= 140, stats.sources["code"].dropped  # prose filters skip code
     manifest = read_json(tmp_path / "data" / "manifest.json")
     assert [s["name"] for s in manifest["sources"]] == ["prose", "code"]

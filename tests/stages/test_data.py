@@ -22,6 +22,16 @@ def test_data_counts_every_document_and_writes_manifest(small_run) -> None:
     assert kept == sum(s["documents"] for s in manifest["sources"])
     marker = read_json(out / "_SUCCESS.json")
     assert marker["metrics"]["documents_read"] == stats["read"]
+    assert marker["metrics"]["docs_per_s"] > 0
+    # every step of Qwen §2.1 ran: the funnel, the dedup, quality-model and decontamination records
+    assert [row["step"] for row in stats["funnel"]][:2] == ["read", "readable"]
+    assert stats["funnel"][-1]["remaining"] == stats["kept"]
+    assert (out / "funnel.png").read_bytes().startswith(b"\x89PNG")
+    assert stats["filters"]["dedup"]["num_perm"] == 128 and stats["filters"]["language"]["seen"] > 0
+    assert stats["quality_model"]["threshold_from"].startswith("pool quantile")
+    assert stats["decontamination"]["n"] == 13 and "humaneval" in stats["decontamination"]["benchmarks"]
+    assert stats["kept"] >= 0.8 * stats["read"]  # the defaults keep the embedded corpus mostly intact
+    assert {s["name"]: s["kind"] for s in manifest["sources"]} == {"prose": "text", "code": "code"}
     assert marker["lineage"] and marker["config_hash"] and "torch" in marker["versions"]
 
 
@@ -44,3 +54,8 @@ def test_changed_config_moves_old_output_aside(tmp_path) -> None:
     aside = [p for p in (tmp_path / "x").iterdir() if p.name.startswith("data.superseded-")]
     assert len(aside) == 1 and (aside[0] / "_SUCCESS.json").exists()
     assert second["metrics"]["documents_kept"] <= first["metrics"]["documents_kept"]
+
+
+def test_report_shows_the_curation_funnel(small_run) -> None:
+    page = (small_run.stage("report") / "index.html").read_text()
+    assert "data curation funnel" in page

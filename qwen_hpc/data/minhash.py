@@ -1,0 +1,244 @@
+"""Fuzzy deduplication with MinHash + LSH (Qwen report §2.1; spec §1.2: "fuzzy dedup with MinHash + LSH",
+parameters UNCONFIRMED — ours are in `MinHashConfig`).
+
+Three steps, split so that the expensive one scales out:
+
+1. `MinHasher.signatures(texts)` — per shard, embarrassingly parallel (a Slurm array task or a local
+   process each): shingles (`shingle_size` normalized words, or characters) are hashed to 64 bits
+   (`text.ngram_hashes`), and permutation k maps a shingle hash h to the high 32 bits of `a_k*h + b_k`
+   (mod 2**64, `a_k` odd: a multiply-shift universal family). A document's signature is the minimum over
+   its shingles, for all permutations at once, with numpy over thousands of shingles per call.
+2. `candidate_pairs(signatures)` — in the merge step: signatures are cut into `bands` x `rows`; documents
+   whose band agrees on every row share a bucket. Each bucket member is paired with the bucket's first
+   member and with its predecessor (enough for connected components, and linear in the bucket size).
+3. `verify` + `clusters` — a candidate pair is kept when its estimated Jaccard similarity (share of equal
+   min-hashes) is >= `threshold`; connected components of the kept pairs are the duplicate clusters and the
+   member that comes first in reading order survives.
+
+Everything is a pure function of the text and the config (fixed seeds, BLAKE2b word hashes), so one process,
+several processes and a Slurm array give the same signatures and the same clusters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qwen_hpc.data.config import MinHashConfig
+from qwen_hpc.data.text import (
+    batch_ngram_hashes,
+    char_codes,
+    mix64,
+    ngram_hashes,
+    sorted_unique,
+    word_hashes,
+    words,
+)
+
+EMPTY = np.uint32(0xFFFFFFFF)
+_ROTATION = np.uint32(0x9E3779B1)  # odd offset per step of densification
+_CHUNK_ROWS = 16384  # shingles per vectorised step: 16384 x 128 x 8 bytes = 16 MiB of temporaries
+
+
+def lsh_params(num_perm: int, threshold: float, min_recall: float = 0.98) -> tuple[int, int]:
+    """(bands, rows): the most rows per band (fewest chance candidates) for which a pair exactly at the
+    threshold still becomes a candidate with probability >= `min_recall`; bands = num_perm // rows."""
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if bands < 1:
+            break
+        if 1.0 - (1.0 - threshold**rows) ** bands >= min_recall:
+            best = (bands, rows)
+    return best
+
+
+@dataclass(frozen=True)
+class LSHParams:
+    bands: int
+    rows: int
+
+    @classmethod
+    def from_config(cls, cfg: MinHashConfig) -> LSHParams:
+        if cfg.bands and cfg.rows:
+            return cls(cfg.bands, cfg.rows)
+        return cls(*lsh_params(cfg.num_perm, cfg.threshold))
+
+
+class MinHasher:
+    def __init__(self, cfg: MinHashConfig) -> None:
+        self.cfg = cfg
+        rng = np.random.Generator(np.random.PCG64(cfg.seed))
+        self.a = rng.integers(0, 2**63, size=cfg.num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self.b = rng.integers(0, 2**63, size=cfg.num_perm, dtype=np.uint64) * np.uint64(2)
+
+    def shingles(self, text: str) -> np.ndarray:
+        n = self.cfg.shingle_size
+        if self.cfg.shingle == "word":
+            return ngram_hashes(word_hashes(words(text)), n)
+        return ngram_hashes(char_codes(text), n)
+
+    def signatures(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), num_perm) uint32; a text with no shingle (no word at all) gets all-EMPTY rows,
+        which `candidate_pairs` never buckets."""
+        if self.cfg.shingle == "word":
+            seqs = [word_hashes(words(t)) for t in texts]
+        else:
+            seqs = [char_codes(t) for t in texts]
+        flat, owner = batch_ngram_hashes(seqs, self.cfg.shingle_size)
+        if self.cfg.scheme == "oph":
+            return self._oph(flat, owner, len(texts))
+        return self._permutations(flat, owner, len(texts))
+
+    def signatures_from_shingles(self, shingle_sets: list[np.ndarray]) -> np.ndarray:
+        lengths = np.array([len(s) for s in shingle_sets], dtype=np.int64)
+        flat = np.concatenate(shingle_sets) if lengths.sum() else np.empty(0, dtype=np.uint64)
+        owner = np.repeat(np.arange(len(shingle_sets), dtype=np.int64), lengths)
+        if self.cfg.scheme == "oph":
+            return self._oph(flat, owner, len(shingle_sets))
+        return self._permutations(flat, owner, len(shingle_sets))
+
+    def _oph(self, flat: np.ndarray, owner: np.ndarray, n_docs: int) -> np.ndarray:
+        """One-permutation hashing with rotation densification (Li, Owen & Zhang 2012; Shrivastava & Li
+        2014): one extra hash per shingle picks one of `num_perm` bins and a value; a bin keeps its minimum;
+        an empty bin borrows the value of the next non-empty bin to its right (circularly) plus
+        `distance * C`. Same estimator as num_perm independent permutations (share of equal entries), at
+        the cost of one hash per shingle instead of num_perm."""
+        k = self.cfg.num_perm
+        sig = np.full(n_docs * k, EMPTY, dtype=np.uint32)
+        if len(flat):
+            with np.errstate(over="ignore"):
+                h = mix64(flat * self.a[0] + self.b[0])
+            bins = (h >> np.uint64(32)) % np.uint64(k)
+            values = (h & np.uint64(0xFFFFFFFE)).astype(np.uint32)  # never EMPTY
+            np.minimum.at(sig, owner * k + bins.astype(np.int64), values)
+        sig = sig.reshape(n_docs, k)
+        empty = sig == EMPTY
+        if empty.any():
+            twice = np.concatenate([sig, sig], axis=1)
+            pos = np.where(np.concatenate([~empty, ~empty], axis=1), np.arange(2 * k), 2 * k)
+            nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, :k]
+            has = nxt < 2 * k
+            rows = np.nonzero(empty & has)
+            dist = (nxt[rows] - rows[1]).astype(np.uint32)
+            with np.errstate(over="ignore"):
+                sig[rows] = (twice[rows[0], nxt[rows]] + dist * _ROTATION) & np.uint32(0xFFFFFFFE)
+        return sig
+
+    def _permutations(self, flat: np.ndarray, owner: np.ndarray, n_docs: int) -> np.ndarray:
+        """Classic MinHash: num_perm multiply-shift hashes of every shingle, minimum per document."""
+        sig_t = np.full((self.cfg.num_perm, n_docs), EMPTY, dtype=np.uint32)  # permutation-major: fast reduceat
+        if not len(flat):
+            return np.ascontiguousarray(sig_t.T)
+        a, b, shift = self.a[:, None], self.b[:, None], np.uint64(32)
+        for start in range(0, len(flat), _CHUNK_ROWS):
+            h = flat[None, start : start + _CHUNK_ROWS]
+            who = owner[start : start + _CHUNK_ROWS]
+            with np.errstate(over="ignore"):
+                v = ((a * h + b) >> shift).astype(np.uint32)
+            seg = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])  # one segment per document in the chunk
+            docs = who[seg]
+            sig_t[:, docs] = np.minimum(sig_t[:, docs], np.minimum.reduceat(v, seg, axis=1))
+        return np.ascontiguousarray(sig_t.T)
+
+
+def _band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
+    part = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
+    coef = mix64(np.arange(1, rows + 1, dtype=np.uint64) + np.uint64(band << 20)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return mix64((part * coef[None, :]).sum(axis=1, dtype=np.uint64))
+
+
+def candidate_pairs(sig: np.ndarray, params: LSHParams) -> np.ndarray:
+    """(k, 2) int64 array of distinct pairs (i < j) of row indices that share at least one LSH bucket."""
+    valid = np.flatnonzero(sig[:, 0] != EMPTY) if len(sig) else np.empty(0, dtype=np.int64)
+    if len(valid) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    sub = sig[valid]
+    found = []
+    for band in range(params.bands):
+        keys = _band_keys(sub, band, params.rows)
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        same = np.flatnonzero(sk[1:] == sk[:-1]) + 1  # positions continuing a bucket
+        if not len(same):
+            continue
+        starts = np.where(np.r_[True, sk[1:] != sk[:-1]], np.arange(len(sk)), 0)
+        first = np.maximum.accumulate(starts)  # position of each bucket's first member
+        found.append(np.stack([order[first[same]], order[same]], axis=1))
+        prev = same[first[same] != same - 1]  # predecessor pairs not already star pairs
+        if len(prev):
+            found.append(np.stack([order[prev - 1], order[prev]], axis=1))
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    pairs = valid[np.concatenate(found)]
+    pairs.sort(axis=1)
+    n = np.int64(len(sig))
+    return sorted_unique(pairs[:, 0] * n + pairs[:, 1])[:, None] // np.array([n, 1]) % np.array([n + 1, n])
+
+
+def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    out = np.empty(len(pairs), dtype=np.float64)
+    for s in range(0, len(pairs), chunk):
+        p = pairs[s : s + chunk]
+        out[s : s + chunk] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
+    return out
+
+
+def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected components: label[i] = the smallest index in i's component (label propagation with
+    pointer jumping, vectorised; converges in about log2(component diameter) rounds)."""
+    label = np.arange(n, dtype=np.int64)
+    if not len(pairs):
+        return label
+    i, j = pairs[:, 0], pairs[:, 1]
+    while True:
+        low = np.minimum(label[i], label[j])
+        new = label.copy()
+        np.minimum.at(new, i, low)
+        np.minimum.at(new, j, low)
+        new = new[new]  # pointer jumping
+        while not np.array_equal(new, new[new]):
+            new = new[new]
+        if np.array_equal(new, label):
+            return label
+        label = new
+
+
+@dataclass
+class NearDuplicates:
+    """Result of fuzzy dedup over n documents in reading order."""
+
+    keep: np.ndarray  # bool (n,)
+    representative: np.ndarray  # int64 (n,): index of the kept member of each document's cluster
+    similarity: np.ndarray  # float64 (n,): best verified estimated Jaccard to a cluster member (0: none)
+    candidates: int
+    verified: int
+    params: LSHParams
+
+
+def near_duplicates(sig: np.ndarray, cfg: MinHashConfig) -> NearDuplicates:
+    params = LSHParams.from_config(cfg)
+    n = len(sig)
+    pairs = candidate_pairs(sig, params)
+    sim = estimated_jaccard(sig, pairs)
+    ok = sim >= cfg.threshold - 1e-12
+    good, good_sim = pairs[ok], sim[ok]
+    label = clusters(n, good)
+    best = np.zeros(n, dtype=np.float64)
+    if len(good):
+        np.maximum.at(best, good[:, 0], good_sim)
+        np.maximum.at(best, good[:, 1], good_sim)
+    return NearDuplicates(
+        keep=label == np.arange(n), representative=label, similarity=best,
+        candidates=len(pairs), verified=int(ok.sum()), params=params,
+    )
+
+
+def collision_probability(similarity: float, params: LSHParams) -> float:
+    return 1.0 - (1.0 - similarity**params.rows) ** params.bands if similarity > 0 else 0.0
+
+
+__all__ = ["LSHParams", "MinHasher", "NearDuplicates", "candidate_pairs", "clusters", "estimated_jaccard",
+           "lsh_params", "near_duplicates"]
