@@ -1,7 +1,7 @@
 """Qwen's byte-level BPE tokenizer (report §2.2): pattern, training, tiktoken files, encoding, indexed data.
 
-Importing this package is cheap (tiktoken and numpy only); Megatron is imported only when an indexed
-dataset is written.
+Importing this package is cheap (tiktoken and numpy only); writing Megatron-Core indexed datasets needs
+neither torch nor Megatron (the format is written with numpy and checked against Megatron in tests).
 """
 
 from qwen_hpc.tokenizer.build import KINDS, build_tokenizer

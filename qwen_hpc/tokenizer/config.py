@@ -7,12 +7,14 @@ naming the field, so `qwen-hpc validate` fails before anything is submitted.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-# Which tokenizer to produce. Only "train" is implemented; "extend" (add merges to an existing
-# tokenizer, Qwen's recipe on top of cl100k) and "load" (use a released .tiktoken file) are accepted here
-# so that configs can name them, and fail clearly when run (see `qwen_hpc.tokenizer.build`).
+# Which tokenizer to produce: "train" a new BPE, "extend" an existing ranks file (Qwen's recipe on top of
+# cl100k: drop 2-/3-digit number tokens, learn new merges after the rest) or "load" a released .tiktoken
+# file as is (see `qwen_hpc.tokenizer.build`).
 TOKENIZER_KINDS = ("train", "extend", "load")
 TRAIN_ENGINES = ("auto", "rustbpe", "hf", "python")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -24,7 +26,15 @@ class TokenizerConfig:
 
     vocab_size counts the regular BPE tokens including the 256 single bytes; the special tokens
     (3 + num_extra_special) come on top of it, so n_vocab = vocab_size + 3 + num_extra_special.
-    max_train_chars caps the training text (-1 = no cap).
+    For kind=extend it is the size after extension (151,643 for Qwen's: 99,156 kept + 52,487 new);
+    kind=load ignores it. max_train_chars caps the training text (-1 = no cap).
+    ranks_file: the .tiktoken file extended (kind=extend, e.g. cl100k_base) or loaded (kind=load).
+    drop_multi_digit: kind=extend drops every 2-/3-digit ASCII number token first, as Qwen did.
+    compare_ranks: more .tiktoken files the compression report measures beside ours (missing files are
+    skipped and listed in the report); reference: the tokenizer (file stem, or `name` for ours) whose
+    token counts the others are divided by, as XLM-R is in the paper's Figure 3 ("" = ours).
+    Relative paths are tried under the working directory, then under the shared folder
+    ($QWEN_HPC_SHARED_ROOT, default: the folder `shared` beside the repository).
     """
 
     kind: str = "train"
@@ -33,6 +43,11 @@ class TokenizerConfig:
     num_extra_special: int = 205
     max_train_chars: int = 20_000_000
     engine: str = "auto"
+    ranks_file: str = ""
+    drop_multi_digit: bool = True
+    compare_ranks: list[str] = field(default_factory=list)
+    reference: str = ""
+    compression_max_docs: int = 2000
 
     def __post_init__(self) -> None:
         if self.kind not in TOKENIZER_KINDS:
@@ -62,3 +77,30 @@ class TokenizerConfig:
             )
         if self.engine not in TRAIN_ENGINES:
             raise ValueError(f"tokenizer.engine={self.engine!r} must be one of {list(TRAIN_ENGINES)}")
+        if self.kind in ("extend", "load") and not self.ranks_file:
+            raise ValueError(
+                f"tokenizer.ranks_file must name a .tiktoken file for tokenizer.kind={self.kind!r} "
+                "(e.g. tokenizers/cl100k_base.tiktoken or tokenizers/qwen.tiktoken)"
+            )
+        if isinstance(self.compression_max_docs, bool) or self.compression_max_docs < 1:
+            raise ValueError(f"tokenizer.compression_max_docs={self.compression_max_docs!r} must be >= 1")
+
+
+def shared_root() -> Path:
+    """The read-only shared folder (vocabularies, datasets): $QWEN_HPC_SHARED_ROOT or <repo>/../shared."""
+    env = os.environ.get("QWEN_HPC_SHARED_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """An absolute path as is; a relative one under the working directory if it exists there, else under
+    `shared_root()`. Raises FileNotFoundError naming both places when neither has it."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        return p
+    shared = shared_root() / p
+    if shared.exists():
+        return shared
+    raise FileNotFoundError(f"{path} not found in {Path.cwd()} nor in the shared folder {shared_root()}")

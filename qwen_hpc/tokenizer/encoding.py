@@ -20,6 +20,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tiktoken
 
 from qwen_hpc.tokenizer.pattern import (
@@ -168,7 +169,14 @@ class QwenTokenizer:
 
     def encode(self, text: str, allowed_special: str | AbstractSet[str] = _NO_SPECIAL) -> list[int]:
         """NFC-normalize, then encode; special-token text is plain text unless in `allowed_special` ("all" ok)."""
+        if not allowed_special:  # nothing special allowed: tiktoken's ordinary path, no special-token scan
+            return self._enc.encode_ordinary(_nfc(text))
         return self._enc.encode(_nfc(text), allowed_special=allowed_special, disallowed_special=())
+
+    def encode_numpy(self, text: str) -> np.ndarray:
+        """`encode(text)` (special-token text as plain text) as a uint32 array straight from tiktoken's
+        buffer: no Python int per token (the `tokens` stage's hot path)."""
+        return self._enc.encode_to_numpy(_nfc(text), allowed_special=_NO_SPECIAL, disallowed_special=())
 
     def encode_batch(
         self,
@@ -176,6 +184,8 @@ class QwenTokenizer:
         allowed_special: str | AbstractSet[str] = _NO_SPECIAL,
         num_threads: int = 8,
     ) -> list[list[int]]:
+        if not allowed_special:
+            return self._enc.encode_ordinary_batch([_nfc(t) for t in texts], num_threads=num_threads)
         return self._enc.encode_batch(
             [_nfc(t) for t in texts],
             num_threads=num_threads,

@@ -5,10 +5,14 @@ followed by `<|endoftext|>`, the end-of-document token Qwen packs between docume
 spec §1.4, §2.4). Token ids are stored in the smallest dtype Megatron's reader accepts for the vocabulary
 (uint16 below 65,500 ids, else int32: Megatron's own `DType.optimal_dtype` rule).
 
-Shards are encoded in order, in a process pool when workers > 1; documents keep shard order then line
-order, so the output does not depend on the worker count. Both files are written under temporary names
-and renamed at the end (the old `.idx` is removed first, so an interrupted rename never pairs a new
-`.bin` with an old `.idx`).
+Parallel by shard, in two halves that a launcher can spread anywhere: `plan_shard_tasks` makes one
+`ShardTask` per input shard, `encode_shard_task` (module-level, picklable) turns one into a part
+(`.bin` + document lengths) plus a per-shard marker, and `merge_parts` concatenates the parts in shard
+order and writes Megatron-Core's `.idx` (`write_megatron_index`: byte-identical to Megatron's own builder,
+without importing torch). Documents keep shard order then line order, so the
+output does not depend on the number of processes or array tasks. `encode_jsonl_to_indexed` runs all
+three with a local process pool (`local_map`) or any `mapper` given (the `tokens` stage passes one from
+`qwen_hpc.launch`, e.g. a Slurm array). Every file is written under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import gzip
 import json
 import multiprocessing
 import os
+import shutil
+import struct
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +37,9 @@ from tqdm.auto import tqdm
 
 from qwen_hpc.tokenizer.encoding import QwenTokenizer, TokenizerFiles
 from qwen_hpc.tokenizer.pattern import NUM_EXTRA_SPECIAL
-from qwen_hpc.utils.io import atomic_path
+from qwen_hpc.utils.io import atomic_path, read_json, write_json
 
+_LENGTHS = ".lengths.npy"  # per-document lengths of a part
 _UINT16_LIMIT = 65500  # Megatron's DType.optimal_dtype threshold
 _INT32_MAX = 2**31 - 1
 
@@ -56,6 +64,186 @@ class ShardResult:
     empty_documents: int
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of parallel work: encode `shard` into its own `<out_prefix>.bin/.idx` part.
+
+    Plain strings only, so a task pickles cheaply to a process pool or a Slurm array task; the worker
+    loads the tokenizer from `ranks` + `special_tokens` itself (once per process).
+    """
+
+    shard: str
+    out_prefix: str
+    text_key: str
+    ranks: str
+    special_tokens: str | None
+    num_extra_special: int = NUM_EXTRA_SPECIAL
+    append_eod: bool = True
+    dtype: str = "<u2"  # numpy dtype string of the token ids
+
+    @property
+    def marker(self) -> Path:
+        return Path(self.out_prefix + ".json")
+
+
+def plan_shard_tasks(
+    shards: Sequence[str | os.PathLike[str]],
+    parts_dir: str | os.PathLike[str],
+    text_key: str,
+    files: TokenizerFiles,
+    *,
+    dtype: Any,
+    append_eod: bool = True,
+    num_extra_special: int = NUM_EXTRA_SPECIAL,
+) -> list[ShardTask]:
+    """One task per shard, in shard order, each writing `<parts_dir>/<index>.bin/.idx/.json`."""
+    for p in shards:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"input shard {p} does not exist")
+    return [
+        ShardTask(
+            shard=str(Path(p)),
+            out_prefix=str(Path(parts_dir) / f"{i:06d}"),
+            text_key=text_key,
+            ranks=str(files.ranks),
+            special_tokens=None if files.special_tokens is None else str(files.special_tokens),
+            num_extra_special=num_extra_special,
+            append_eod=append_eod,
+            dtype=np.dtype(dtype).str,
+        )
+        for i, p in enumerate(shards)
+    ]
+
+
+def encode_shard_task(task: ShardTask) -> dict[str, Any]:
+    """Encode one shard into its part files and write its marker (`<prefix>.json`, its stats) last.
+
+    A part is `<prefix>.bin` (the token ids, raw, as in Megatron's .bin) and `<prefix>.lengths.npy`
+    (one int64 length per document); `merge_parts` turns parts into Megatron's index. Workers so import
+    only tiktoken and numpy (not torch/Megatron: seconds per spawned process). A part whose marker
+    exists is done and not encoded again (a requeued array task resumes). Module-level, so both a
+    process pool and submitit's `map_array` can run it.
+    """
+    if task.marker.is_file():
+        return read_json(task.marker)
+    start = time.perf_counter()
+    tokenizer = _tokenizer_for(task.ranks, task.special_tokens, task.num_extra_special)
+    result = encode_shard(task.shard, task.text_key, tokenizer, append_eod=task.append_eod, dtype=task.dtype)
+    Path(task.out_prefix).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(task.out_prefix + ".bin") as tmp_bin:
+        result.tokens.tofile(tmp_bin)
+    with atomic_path(task.out_prefix + _LENGTHS) as tmp_len, open(tmp_len, "wb") as fh:
+        np.save(fh, result.lengths.astype(np.int64))
+    stats = {
+        "path": task.shard,
+        "prefix": task.out_prefix,
+        "documents": int(result.lengths.size),
+        "tokens": int(result.tokens.size),
+        "empty_documents": result.empty_documents,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    write_json(task.marker, stats)
+    return stats
+
+
+def merge_parts(
+    prefixes: Sequence[str | os.PathLike[str]], out_prefix: str | os.PathLike[str], dtype: Any
+) -> None:
+    """Concatenate parts, in the given order, into one Megatron-Core `<out_prefix>.bin/.idx`.
+
+    The token bytes are copied as they are and the index is written by `write_megatron_index` (one
+    sequence per document, each its own document, as Megatron's `add_document` records). Both files are
+    written under temporary names and renamed at the end; the old `.idx` is removed first, so an
+    interrupted rename never pairs a new `.bin` with an old `.idx`.
+    """
+    out_prefix = str(out_prefix)
+    itemsize = np.dtype(dtype).itemsize
+    bin_path, idx_path = Path(out_prefix + ".bin"), Path(out_prefix + ".idx")
+    lengths: list[np.ndarray] = []
+    with atomic_path(idx_path) as tmp_idx:
+        with atomic_path(bin_path) as tmp_bin:
+            with open(tmp_bin, "wb") as out:
+                for prefix in prefixes:
+                    part_lengths = np.load(str(prefix) + _LENGTHS)
+                    part_bin = Path(str(prefix) + ".bin")
+                    if part_bin.stat().st_size != int(part_lengths.sum()) * itemsize:
+                        raise ValueError(f"part {prefix}: .bin size does not match its document lengths")
+                    with open(part_bin, "rb") as fh:
+                        shutil.copyfileobj(fh, out, 16 << 20)
+                    lengths.append(part_lengths)
+            write_megatron_index(
+                tmp_idx, np.concatenate(lengths) if lengths else np.zeros(0, np.int64), dtype
+            )
+            idx_path.unlink(missing_ok=True)  # renames follow: .bin first (inner), then .idx (outer)
+
+
+# Megatron-Core's `.idx` layout (IndexedDataset, "MMIDIDX" version 1), all little-endian: the 9-byte magic,
+# u64 version 1, u8 dtype code, u64 sequence count, u64 document-index count, then int32 sequence
+# lengths, int64 byte offsets of the sequences in the .bin, int64 document indices (0, then the end of each
+# document in sequences). Written here with numpy rather than with Megatron's builder, so that encoding
+# needs neither torch nor a Python loop per document; tests check it byte for byte against Megatron's own
+# writer and read it back with Megatron's `IndexedDataset`.
+_IDX_MAGIC = b"MMIDIDX\x00\x00"
+_IDX_DTYPE_CODES = {
+    "uint8": 1,
+    "int8": 2,
+    "int16": 3,
+    "int32": 4,
+    "int64": 5,
+    "float64": 6,
+    "float32": 7,
+    "uint16": 8,
+}
+
+
+def write_megatron_index(path: str | os.PathLike[str], lengths: np.ndarray, dtype: Any) -> None:
+    """Write the `.idx` of a dataset whose documents (one sequence each) have these token `lengths`."""
+    dt = np.dtype(dtype)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size and (lengths.min() < 0 or lengths.max() > np.iinfo(np.int32).max):
+        raise ValueError("document lengths must fit int32")
+    pointers = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1] * dt.itemsize, out=pointers[1:])
+    doc_index = np.arange(lengths.size + 1, dtype=np.int64)
+    with open(path, "wb") as fh:
+        fh.write(_IDX_MAGIC)
+        fh.write(struct.pack("<QBQQ", 1, _IDX_DTYPE_CODES[dt.name], lengths.size, doc_index.size))
+        fh.write(lengths.astype("<i4").tobytes())
+        fh.write(pointers.astype("<i8").tobytes())
+        fh.write(doc_index.astype("<i8").tobytes())
+
+
+def local_map(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    workers: int = 1,
+    start_method: str = "spawn",
+    progress: bool = False,
+    desc: str = "",
+) -> list[Any]:
+    """`[fn(x) for x in items]`, in a process pool when workers > 1 (results in item order)."""
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1")
+    bar = tqdm(total=len(items), unit="shard", desc=desc, disable=not progress)
+    try:
+        if workers == 1 or len(items) <= 1:
+            out = []
+            for item in items:
+                out.append(fn(item))
+                bar.update()
+            return out
+        ctx = multiprocessing.get_context(start_method)
+        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx) as pool:
+            out = []
+            for result in pool.map(fn, items):
+                out.append(result)
+                bar.update()
+            return out
+    finally:
+        bar.close()
+
+
 def encode_jsonl_to_indexed(
     shards: Sequence[str | os.PathLike[str]],
     text_key: str,
@@ -68,128 +256,94 @@ def encode_jsonl_to_indexed(
     num_extra_special: int = NUM_EXTRA_SPECIAL,
     progress: bool = True,
     start_method: str = "spawn",
+    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Encode `text_key` of every JSONL record (.jsonl or .jsonl.gz) into `<out_prefix>.bin/.idx`.
 
-    The tokenizer is loaded from `ranks_path` + `special_tokens_path` (None = Qwen's default special
-    layout with `num_extra_special` extras), in every worker, so nothing large is pickled.
+    Plans one `ShardTask` per shard (parts in a temporary folder beside the output), runs them with
+    `mapper(encode_shard_task, tasks)` — by default `local_map` with `workers` processes started with
+    `start_method` ("spawn": safe with threads and torch; the caller's main module must be importable) —
+    then merges the parts in shard order, so the output does not depend on how the work was spread.
 
     Documents whose text is empty are kept as a lone eod token when `append_eod`, else skipped
     (Megatron cannot hold an empty document); either way they are counted in `empty_documents`.
     Returns {documents, tokens, empty_documents, shards, per_shard, dtype, n_vocab, eod_id,
-    append_eod, bin, idx, seconds}. With workers > 1 the pool starts processes with `start_method`
-    ("spawn" by default, safe with threads and torch): the caller's main module must be importable, i.e.
-    a file with an `if __name__ == "__main__":` guard, not stdin.
+    append_eod, bin, idx, seconds}.
     """
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
     start = time.perf_counter()
     files = TokenizerFiles(ranks_path, special_tokens_path)
-    paths = [Path(p) for p in shards]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"input shard {p} does not exist")
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1")
     tokenizer = files.load(num_extra_special)
     dtype = smallest_dtype(tokenizer.n_vocab)
     out_prefix = str(out_prefix)
-    bin_path, idx_path = Path(out_prefix + ".bin"), Path(out_prefix + ".idx")
-    job = _Job(text_key, append_eod, np.dtype(dtype).str)
+    parent = Path(out_prefix).parent
+    for p in shards:  # before creating anything
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"input shard {p} does not exist")
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{Path(out_prefix).name}.parts-") as parts:
+        tasks = plan_shard_tasks(
+            shards,
+            parts,
+            text_key,
+            files,
+            dtype=dtype,
+            append_eod=append_eod,
+            num_extra_special=num_extra_special,
+        )
+        if mapper is None:
+            per_shard = local_map(
+                encode_shard_task,
+                tasks,
+                workers=workers,
+                start_method=start_method,
+                progress=progress,
+                desc=f"tokens -> {Path(out_prefix).name}",
+            )
+        else:
+            per_shard = mapper(encode_shard_task, tasks)
+        merge_parts([t.out_prefix for t in tasks], out_prefix, dtype)
+    return summarize(per_shard, tokenizer, dtype, out_prefix, append_eod, time.perf_counter() - start)
 
-    per_shard: list[dict[str, Any]] = []
-    totals = {"documents": 0, "tokens": 0, "empty_documents": 0}
-    bar = tqdm(
-        total=sum(p.stat().st_size for p in paths),
-        unit="B",
-        unit_scale=True,
-        desc=f"tokens -> {bin_path.name}",
-        disable=not progress,
-    )
-    with atomic_path(idx_path) as tmp_idx:
-        with atomic_path(bin_path) as tmp_bin:
-            builder = IndexedDatasetBuilder(str(tmp_bin), dtype=dtype)
-            try:
-                for path, result in zip(
-                    paths,
-                    _encode_all(paths, job, tokenizer, files, workers, num_extra_special, start_method),
-                    strict=True,
-                ):
-                    _add_shard(builder, result)
-                    stats = {
-                        "path": str(path),
-                        "documents": int(result.lengths.size),
-                        "tokens": int(result.tokens.size),
-                        "empty_documents": result.empty_documents,
-                    }
-                    per_shard.append(stats)
-                    for key in totals:
-                        totals[key] += stats[key]
-                    bar.update(path.stat().st_size)
-                    bar.set_postfix(docs=totals["documents"], tokens=totals["tokens"])
-                builder.finalize(str(tmp_idx))
-            finally:
-                builder.data_file.close()
-                bar.close()
-            idx_path.unlink(missing_ok=True)  # renames follow: .bin first (inner), then .idx (outer)
+
+def summarize(
+    per_shard: Sequence[dict[str, Any]],
+    tokenizer: QwenTokenizer,
+    dtype: Any,
+    out_prefix: str,
+    append_eod: bool,
+    seconds: float,
+) -> dict[str, Any]:
+    """Totals over the per-shard stats, in the shape `encode_jsonl_to_indexed` returns."""
+    per_shard = [{k: s[k] for k in ("path", "documents", "tokens", "empty_documents")} for s in per_shard]
     return {
-        **totals,
-        "shards": len(paths),
+        "documents": sum(s["documents"] for s in per_shard),
+        "tokens": sum(s["tokens"] for s in per_shard),
+        "empty_documents": sum(s["empty_documents"] for s in per_shard),
+        "shards": len(per_shard),
         "per_shard": per_shard,
         "dtype": np.dtype(dtype).name,
         "n_vocab": tokenizer.n_vocab,
         "eod_id": tokenizer.eod_id,
         "append_eod": append_eod,
-        "bin": str(bin_path),
-        "idx": str(idx_path),
-        "seconds": round(time.perf_counter() - start, 3),
+        "bin": out_prefix + ".bin",
+        "idx": out_prefix + ".idx",
+        "seconds": round(seconds, 3),
     }
 
 
 # --------------------------------------------------------------------------- internals
 
-
-@dataclass(frozen=True)
-class _Job:
-    text_key: str
-    append_eod: bool
-    dtype: str  # numpy dtype string, e.g. "<u2"
+_TOKENIZERS: dict[tuple[str, str | None, int], QwenTokenizer] = {}
 
 
-def _encode_all(
-    paths: list[Path],
-    job: _Job,
-    tokenizer: QwenTokenizer,
-    files: TokenizerFiles,
-    workers: int,
-    num_extra: int,
-    start_method: str,
-) -> Iterator[ShardResult]:
-    if workers == 1 or len(paths) == 1:
-        for path in paths:
-            yield encode_shard(path, job.text_key, tokenizer, append_eod=job.append_eod, dtype=job.dtype)
-        return
-    ctx = multiprocessing.get_context(start_method)
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(paths)),
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(files, num_extra),
-    ) as pool:
-        yield from pool.map(_encode_in_worker, paths, [job] * len(paths))
-
-
-_WORKER_TOKENIZER: QwenTokenizer | None = None
-
-
-def _init_worker(files: TokenizerFiles, num_extra: int) -> None:
-    global _WORKER_TOKENIZER
-    _WORKER_TOKENIZER = files.load(num_extra)
-
-
-def _encode_in_worker(path: Path, job: _Job) -> ShardResult:
-    assert _WORKER_TOKENIZER is not None, "worker initializer did not run"
-    return encode_shard(path, job.text_key, _WORKER_TOKENIZER, append_eod=job.append_eod, dtype=job.dtype)
+def _tokenizer_for(ranks: str, special_tokens: str | None, num_extra: int) -> QwenTokenizer:
+    """One tokenizer per process and file set (a 151k vocabulary takes a second to load)."""
+    key = (ranks, special_tokens, num_extra)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = TokenizerFiles(ranks, special_tokens).load(num_extra)
+    return _TOKENIZERS[key]
 
 
 def encode_shard(
@@ -200,23 +354,26 @@ def encode_shard(
     append_eod: bool = True,
     dtype: Any = None,
 ) -> ShardResult:
-    """Encode one JSONL shard into a flat token array plus per-document lengths."""
+    """Encode one JSONL shard into a flat token array plus per-document lengths.
+
+    Ids come from tiktoken as numpy buffers (`QwenTokenizer.encode_numpy`), not Python lists: no Python
+    int per token, and one concatenation per shard."""
     dtype = np.dtype(dtype if dtype is not None else smallest_dtype(tokenizer.n_vocab))
-    eod = tokenizer.eod_id
-    flat = array.array("i")  # C int (4 bytes): compact while growing; cast once at the end
+    eod = np.array([tokenizer.eod_id], dtype=np.uint32)
+    pieces: list[np.ndarray] = []
     lengths = array.array("q")
     empty = 0
     for text in iter_jsonl_texts(path, text_key):
-        ids = tokenizer.encode(text)
-        if not ids:
+        ids = tokenizer.encode_numpy(text)
+        if not ids.size:
             empty += 1
             if not append_eod:
                 continue
+        pieces.append(ids)
         if append_eod:
-            ids.append(eod)
-        flat.extend(ids)
-        lengths.append(len(ids))
-    tokens = np.frombuffer(flat, dtype=np.intc).astype(dtype) if flat else np.zeros(0, dtype=dtype)
+            pieces.append(eod)
+        lengths.append(ids.size + append_eod)
+    tokens = np.concatenate(pieces).astype(dtype) if pieces else np.zeros(0, dtype=dtype)
     return ShardResult(
         tokens, np.frombuffer(lengths, dtype=np.int64).copy() if lengths else np.zeros(0, np.int64), empty
     )
@@ -242,10 +399,3 @@ def iter_jsonl_texts(path: str | os.PathLike[str], text_key: str) -> Iterator[st
                     f"{path}:{lineno}: field {text_key!r} is {type(text).__name__}, expected str"
                 )
             yield text
-
-
-def _add_shard(builder: Any, result: ShardResult) -> None:
-    offsets = np.zeros(result.lengths.size + 1, dtype=np.int64)
-    np.cumsum(result.lengths, out=offsets[1:])
-    for i, length in enumerate(result.lengths.tolist()):
-        builder.add_document(result.tokens[offsets[i] : offsets[i + 1]], [length])

@@ -22,6 +22,10 @@ QWEN_PAT_STR = (
     r"|\s+"
 )
 
+# cl100k_base's own (2023, non-possessive) pattern: the same except `\p{N}{1,3}`. Used only to measure
+# cl100k-style vocabularies (which hold 2-/3-digit tokens) fairly in the compression report.
+CL100K_PAT_STR = QWEN_PAT_STR.replace(r"|\p{N}|", r"|\p{N}{1,3}|", 1)
+
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

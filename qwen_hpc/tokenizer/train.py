@@ -232,6 +232,14 @@ def _python_merges(corpus: list[str], pattern: str) -> Iterator[bytes]:
             words.append(ids)
             freqs.append(count)
 
+    yield from merge_words(words, freqs, [bytes([i]) for i in range(256)])
+
+
+def merge_words(words: list[list[int]], freqs: list[int], token_bytes: list[bytes]) -> Iterator[bytes]:
+    """The merge loop on pre-segmented words: `words` are token-id sequences (each id indexes
+    `token_bytes`), `freqs` their counts. Yields the bytes of each new token in merge order; new ids are
+    appended to `token_bytes` (which is extended in place). Used from bytes by the python engine and
+    from an existing vocabulary's segmentation by `extend` (Qwen's recipe on top of cl100k)."""
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)
     for i, ids in enumerate(words):
@@ -241,7 +249,6 @@ def _python_merges(corpus: list[str], pattern: str) -> Iterator[bytes]:
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
 
-    token_bytes = [bytes([i]) for i in range(256)]
     while heap:
         neg_count, pair = heapq.heappop(heap)
         current = pair_counts.get(pair, 0)

@@ -20,3 +20,27 @@ def test_tokenizer_stage_writes_a_tiktoken_vocabulary(small_run) -> None:
     assert len(digits) == 5
     marker = read_json(out / "_SUCCESS.json")
     assert marker["metrics"]["n_vocab"] == tok.n_vocab
+
+
+def test_tokenizer_stage_writes_a_compression_report(small_run) -> None:
+    """Figure 3 style: tokens per source relative to the reference, for ours and each ranks file found."""
+    out = small_run.stage("tokenizer")
+    report = read_json(out / "compression.json")
+    assert (out / "compression.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sources = set(report["sources"])
+    assert sources and set(report["relative"]["qwen_tiny"]) == sources
+    found = [n for n in ("cl100k_base", "qwen") if n in report["tokenizers"]]
+    if not found:  # no shared folder: ours alone, and its own reference
+        assert report["reference"] == "qwen_tiny" and len(report["skipped"]) == 2
+        return
+    assert found == ["cl100k_base", "qwen"] and report["reference"] == "cl100k_base"
+    for src in sources:
+        ref = report["tokenizers"]["cl100k_base"][src]["tokens"]
+        assert report["relative"]["cl100k_base"][src] == 1.0
+        assert report["relative"]["qwen_tiny"][src] == round(
+            report["tokenizers"]["qwen_tiny"][src]["tokens"] / ref, 4
+        )
+        # On English prose and code Qwen's vocabulary is cl100k's plus single digits: close to 1.
+        assert 0.95 <= report["relative"]["qwen"][src] <= 1.15
+        # A 768-token vocabulary needs far more tokens than a 100k one, even in-sample.
+        assert report["relative"]["qwen_tiny"][src] > 1.5

@@ -50,10 +50,26 @@ def test_build_train():
 
 
 @pytest.mark.parametrize("kind", ["extend", "load"])
-def test_reserved_kinds_fail_clearly(kind):
+def test_extend_and_load_need_a_ranks_file(kind, tmp_path):
     assert set(KINDS) == {"train", "extend", "load"}
-    with pytest.raises(NotImplementedError, match=f"tokenizer.kind='{kind}' is not implemented yet"):
-        build_tokenizer(TokenizerConfig(kind=kind), ["text"])
+    with pytest.raises(
+        ValueError, match=f"tokenizer.ranks_file must name a .tiktoken file for tokenizer.kind='{kind}'"
+    ):
+        TokenizerConfig(kind=kind)
+    missing = tmp_path / "nowhere.tiktoken"
+    with pytest.raises(FileNotFoundError, match="nowhere.tiktoken"):
+        build_tokenizer(TokenizerConfig(kind=kind, ranks_file=str(missing)), ["text"])
+
+
+def test_relative_ranks_file_resolves_under_the_shared_folder(tmp_path, monkeypatch):
+    from qwen_hpc.tokenizer.config import resolve_path
+
+    (tmp_path / "tokenizers").mkdir()
+    (tmp_path / "tokenizers" / "x.tiktoken").write_text("")
+    monkeypatch.setenv("QWEN_HPC_SHARED_ROOT", str(tmp_path))
+    assert resolve_path("tokenizers/x.tiktoken") == tmp_path / "tokenizers" / "x.tiktoken"
+    with pytest.raises(FileNotFoundError, match="nor in the shared folder"):
+        resolve_path("tokenizers/y.tiktoken")
 
 
 FORBIDDEN = {"hydra", "omegaconf", "submitit", "snakemake", "wandb"}

@@ -118,3 +118,40 @@ def test_bad_input_names_file_and_line(tmp_path, tiny_tokenizer):
         encode_jsonl_to_indexed(
             [tmp_path / "missing.jsonl"], "text", *files_args(files), tmp_path / "bad", progress=False
         )
+
+
+def test_shard_tasks_resume_and_merge_in_order(tmp_path, shards, tiny_tokenizer):
+    """The stage's halves: one task per shard writes a part + marker; a finished part is not redone (a
+    requeued array task resumes); merging the parts gives what the one-call helper gives."""
+    from qwen_hpc.tokenizer.indexed import encode_shard_task, merge_parts, plan_shard_tasks
+
+    paths, docs = shards
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    tasks = plan_shard_tasks(paths, tmp_path / "parts", "text", files, dtype=np.uint16)
+    assert [t.out_prefix for t in tasks] == [str(tmp_path / "parts" / f"{i:06d}") for i in range(2)]
+    first = [encode_shard_task(t) for t in tasks]
+    assert [s["documents"] for s in first] == [len(SAMPLES) + 2, len(docs) - len(SAMPLES) - 2]
+    paths[1].rename(tmp_path / "moved.jsonl.gz")  # its part is done: the input is not read again
+    assert encode_shard_task(tasks[1]) == first[1]
+    merge_parts([t.out_prefix for t in reversed(tasks)], tmp_path / "reversed", np.uint16)
+    got, _ = read_back(tmp_path / "reversed")
+    expected = [tiny_tokenizer.encode(d) + [tiny_tokenizer.eod_id] for d in docs]
+    assert got == expected[len(SAMPLES) + 2 :] + expected[: len(SAMPLES) + 2]
+    (tmp_path / "parts" / "000000.bin").write_bytes(b"\0\0")
+    with pytest.raises(ValueError, match="bin size does not match"):
+        merge_parts([t.out_prefix for t in tasks], tmp_path / "broken", np.uint16)
+    assert not (tmp_path / "broken.idx").exists() and not (tmp_path / "broken.bin").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_index_is_byte_identical_to_megatrons_builder(tmp_path, dtype):
+    from qwen_hpc.tokenizer.indexed import write_megatron_index
+
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, 60000, size=n) for n in (1, 5, 300, 2, 70000, 1)]
+    builder = indexed_dataset.IndexedDatasetBuilder(str(tmp_path / "theirs.bin"), dtype=dtype)
+    for doc in docs:
+        builder.add_document(doc, [len(doc)])
+    builder.finalize(str(tmp_path / "theirs.idx"))
+    write_megatron_index(tmp_path / "ours.idx", np.array([len(d) for d in docs]), dtype)
+    assert (tmp_path / "ours.idx").read_bytes() == (tmp_path / "theirs.idx").read_bytes()
