@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from qwen_hpc.config.compose import ConfigError, load
-from qwen_hpc.stages.registry import STAGE_NAMES, UnknownStageError, descriptions
+from qwen_hpc.stages.registry import COMMAND_ALIASES, STAGE_NAMES, UnknownStageError, descriptions
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_PREEMPTED = 0, 1, 2, 3
 
@@ -29,6 +29,11 @@ def _usage() -> str:
         "",
         "Other commands:",
         "  validate   compose and validate the config (and check inputs), run nothing",
+        "  generate   sample from an HF or import_hf folder: generate model=<dir> prompt='...' (see --help)",
+        "  chat       an interactive ChatML conversation with a model (see chat --help)",
+        "  export-hf / import-hf are the stages export_hf / import_hf; their own keys may be given bare",
+        "             (export-hf checkpoint=<dir> output=<dir>, import-hf hf_path=<dir> tp=2)",
+        "  describe   model=<name>: JSON with the model's dimensions and parameter counts",
         "",
         "Options:",
         "  --cfg job  print the composed config and exit (--cfg all adds nothing more here)",
@@ -56,6 +61,25 @@ def _split_args(argv: list[str]) -> tuple[str | None, list[str]]:
     return print_cfg, rest
 
 
+def _stage_short_forms(stage: str, overrides: list[str]) -> list[str]:
+    """`export-hf output=x` means `export_hf.output=x`: a bare key of the stage's own config section
+    (never a top-level key or config group) is taken as that section's key."""
+    if stage not in COMMAND_ALIASES.values():
+        return overrides
+    import dataclasses
+
+    from qwen_hpc.config.schema import QwenConfig
+
+    top = {f.name for f in dataclasses.fields(QwenConfig)} | {"experiment"}
+    section = {f.name: f for f in dataclasses.fields(QwenConfig)}[stage]
+    own = {f.name for f in dataclasses.fields(section.default_factory())} - top  # type: ignore[misc]
+    out = []
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        out.append(f"{stage}.{item}" if "=" in item and key in own else item)
+    return out
+
+
 def _absolutize(plain: dict) -> None:
     """Jobs may start in another directory: pin every run path to where the user invoked us."""
     run = plain["run"]
@@ -68,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return EXIT_OK if argv else EXIT_BAD_CONFIG
+    if argv[0] in ("generate", "chat"):
+        from qwen_hpc.inference.cli import main as inference_main
+
+        return inference_main(argv[0], argv[1:])
     command, print_cfg, overrides = argv[0], *_split_args(argv[1:])
+    command = COMMAND_ALIASES.get(command, command)
+    overrides = _stage_short_forms(command, overrides)
+    if command == "describe":
+        return _describe(overrides)
     if command not in (*STAGE_NAMES, "validate"):
         print(f"qwen-hpc: unknown stage {command!r}\n\n{_usage()}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -91,6 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"config": "ok", "experiment": typed.run.name, "launcher": typed.launcher.kind}))
         return EXIT_OK
     return _dispatch(command, plain)
+
+
+def _describe(overrides: list[str]) -> int:
+    """`qwen-hpc describe model=<name>`: parameter counts of the built model (meta device), as JSON."""
+    try:
+        _, typed = load(overrides)
+    except ConfigError as exc:
+        print(f"qwen-hpc: invalid config: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    from qwen_hpc.model.describe import describe_model
+
+    print(json.dumps(describe_model(typed.model), indent=2))
+    return EXIT_OK
 
 
 def _dispatch(stage: str, plain: dict) -> int:
@@ -119,6 +164,9 @@ def _dispatch(stage: str, plain: dict) -> int:
             result = run_inline(stage, plain)
         else:
             result = submit_and_wait(stage, plain, launcher, stage_dir(cfg, stage), cfg.run.name)
+    except KeyboardInterrupt:
+        print(f"qwen-hpc: stage {stage} interrupted", file=sys.stderr)
+        return 130
     except StagePreempted as exc:
         log.warning("%s", exc)
         return EXIT_PREEMPTED

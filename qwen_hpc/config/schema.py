@@ -13,6 +13,8 @@ from qwen_hpc.config.logger import LoggerConfig
 from qwen_hpc.config.stages import (
     DataStageConfig,
     EvaluateStageConfig,
+    ExportHfStageConfig,
+    ImportHfStageConfig,
     PretrainStageConfig,
     ReportStageConfig,
     TokenizerStageConfig,
@@ -46,5 +48,7 @@ class QwenConfig:
     pretrain: PretrainStageConfig = field(default_factory=PretrainStageConfig)
     evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
+    export_hf: ExportHfStageConfig = field(default_factory=ExportHfStageConfig)
+    import_hf: ImportHfStageConfig = field(default_factory=ImportHfStageConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)

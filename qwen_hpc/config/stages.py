@@ -61,3 +61,30 @@ class ReportStageConfig:
     def __post_init__(self) -> None:
         if self.smoothing < 1:
             raise ValueError(f"report.smoothing={self.smoothing} must be >= 1")
+
+
+@dataclass
+class ExportHfStageConfig:
+    # empty: runs/<experiment>/pretrain/checkpoints (its `latest`); or a root or one iter_* folder
+    checkpoint: str = ""
+    # empty: runs/<experiment>/export_hf/hf
+    output: str = ""
+    dtype: str = "float32"
+    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"export_hf.dtype={self.dtype!r} must be float32|bfloat16|float16")
+
+
+@dataclass
+class ImportHfStageConfig:
+    hf_path: str = ""  # a Hugging Face Qwen2 folder (required to run the stage)
+    output: str = ""  # empty: runs/<experiment>/import_hf/model
+    tp: int = 1
+    pp: int = 1
+    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+
+    def __post_init__(self) -> None:
+        if self.tp < 1 or self.pp < 1:
+            raise ValueError(f"import_hf.tp={self.tp} and import_hf.pp={self.pp} must be >= 1")

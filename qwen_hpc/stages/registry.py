@@ -6,7 +6,18 @@ import importlib
 
 from qwen_hpc.stages.base import StageModule
 
-STAGE_NAMES: tuple[str, ...] = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "report")
+STAGE_NAMES: tuple[str, ...] = (
+    "data",
+    "tokenizer",
+    "tokens",
+    "pretrain",
+    "evaluate",
+    "report",
+    "export_hf",
+    "import_hf",
+)
+# Commands spell multi-word stages with a hyphen (`qwen-hpc export-hf`); everything else uses the name.
+COMMAND_ALIASES: dict[str, str] = {name.replace("_", "-"): name for name in STAGE_NAMES if "_" in name}
 
 
 class UnknownStageError(KeyError):

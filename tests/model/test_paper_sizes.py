@@ -93,4 +93,4 @@ def test_describe_cli_prints_json() -> None:
     described = json.loads(proc.stdout)
     assert described["name"] == "qwen_1_8b"
     assert described["total_parameters"] == 1_836_828_672 and described["total"] == "1.837B"
-    assert described["non_embedding_parameters"] == 1_214_496_768
+    assert described["non_embedding_parameters"] == 1_214_498_816  # total - 2 x 151,936 x 2048

@@ -1,0 +1,232 @@
+"""Megatron-Core checkpoints (any TP/PP layout) ↔ Hugging Face Qwen2 folders (safetensors + config + tokenizer).
+
+A `dist_checkpointing` checkpoint stores each tensor once, by its global shape, whatever the TP/PP layout
+that wrote it; loading it into a TP=1, PP=1 model in one process reshards it. So export is: load into one
+unsharded `GPTModel` → `hf_convert.megatron_to_hf` → safetensors. Import is the reverse, saved with the same
+`save_checkpoint` training uses; a later run with any TP/PP loads it the same way (`tp` only decides the
+embedding padding, `padded_vocab_size(n_vocab, cfg, tp)`, that such a run expects).
+
+Every output folder is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
+from qwen_hpc.model.builder import build_model, padded_vocab_size
+from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.model.hf_convert import (
+    generation_config,
+    hf_config,
+    hf_to_megatron,
+    megatron_to_hf,
+    model_config_from_hf,
+)
+from qwen_hpc.model.hf_tokenizer import tokenizer_files, tokenizer_from_hf
+from qwen_hpc.tokenizer.encoding import QwenTokenizer
+from qwen_hpc.utils.io import atomic_dir
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "model_config.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextlib.contextmanager
+def single_process_megatron(seed: int = 0) -> Iterator[None]:
+    """A one-process gloo group (if none) and TP=1/PP=1 model-parallel state, torn down afterwards."""
+    from megatron.core import parallel_state as ps
+
+    own_group = not dist.is_initialized()
+    if own_group:
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    with cpu_shims():
+        own_mp = not ps.model_parallel_is_initialized()
+        if own_mp:
+            ps.initialize_model_parallel(1, 1)
+        try:
+            model_parallel_seed(seed)
+            yield
+        finally:
+            if own_mp:
+                ps.destroy_model_parallel()
+            if own_group:
+                dist.destroy_process_group()
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """One checkpoint directory: `path` itself, or the one `path/latest` names (else the newest)."""
+    from qwen_hpc.training.checkpoint import candidates
+
+    path = Path(path)
+    if (path / "metadata.json").is_file():
+        return path
+    found = candidates(path)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint under {path}")
+    return found[0]
+
+
+def checkpoint_vocab_rows(checkpoint: Path) -> int:
+    """Embedding rows of a checkpoint, read from its tensor metadata (the TP layout decided the padding)."""
+    from megatron.core import dist_checkpointing
+
+    with cpu_shims():
+        meta = dist_checkpointing.load_tensors_metadata(str(checkpoint))
+    for key in ("embedding.word_embeddings.weight", "model.embedding.word_embeddings.weight"):
+        if key in meta:
+            return int(meta[key].global_shape[0])
+    raise KeyError(f"{checkpoint}: no embedding.word_embeddings.weight in the checkpoint")
+
+
+def load_model(checkpoint: str | Path, cfg: ModelConfig) -> Any:
+    """An unsharded `GPTModel` (eval mode) with the weights of `checkpoint`. Call inside
+    `single_process_megatron()` (or any TP=1/PP=1 setup)."""
+    from qwen_hpc.training.checkpoint import load_weights
+
+    path = resolve_checkpoint(checkpoint)
+    model = build_model(cfg, checkpoint_vocab_rows(path), backend="local")
+    load_weights(path, model)
+    return model.eval()
+
+
+def model_from_state(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> Any:
+    """An unsharded `GPTModel` holding exactly `state` (Megatron names, see hf_convert)."""
+    rows = state["embedding.word_embeddings.weight"].shape[0]
+    model = build_model(cfg, rows, backend="local")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise KeyError(f"state does not fit the model: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
+def weights(model: Any) -> dict[str, torch.Tensor]:
+    """The tensors of a GPTModel's state dict (Megatron's empty `_extra_state` entries left out)."""
+    return {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+def write_hf_folder(
+    output: str | Path,
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    tokenizer: QwenTokenizer,
+    *,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """Write an HF Qwen2 folder from an unsharded Megatron state dict; returns what was written."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous() for k, v in megatron_to_hf(state, cfg).items()}
+    rows = tensors["model.embed_tokens.weight"].shape[0]
+    if rows < tokenizer.n_vocab:
+        raise ValueError(f"the model embeds {rows} ids but the tokenizer has {tokenizer.n_vocab}")
+    config = hf_config(cfg, rows, eod_id=tokenizer.eod_id, im_end_id=tokenizer.im_end_id, dtype=dtype)
+    gen = generation_config(tokenizer.eod_id, tokenizer.im_end_id, tokenizer.im_start_id)
+    with atomic_dir(output) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+        for name, text in tokenizer_files(tokenizer, model_max_length=cfg.seq_length).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    n_params = sum(t.numel() for t in tensors.values())
+    return {"parameters": n_params, "vocab_rows": rows, "n_vocab": tokenizer.n_vocab, "dtype": dtype}
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    output: str | Path,
+    cfg: ModelConfig,
+    tokenizer: QwenTokenizer,
+    *,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """A Megatron checkpoint (root with `latest`, or one `iter_*` folder; any TP/PP) → an HF Qwen2 folder."""
+    path = resolve_checkpoint(checkpoint)
+    with single_process_megatron():
+        state = weights(load_model(path, cfg))
+    info = write_hf_folder(output, cfg, state, tokenizer, dtype=dtype)
+    log.info("exported %s to %s (%s parameters)", path, output, info["parameters"])
+    return {**info, "checkpoint": str(path)}
+
+
+# ------------------------------------------------------------------------------------------------ import
+
+
+def read_hf_folder(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], QwenTokenizer | None]:
+    """(model config, HF tensors in fp32, tokenizer if the folder has a `tokenizer.json`)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    if config.get("model_type") not in ("qwen2", None):
+        raise ValueError(f"{path}: model_type={config.get('model_type')!r}, expected 'qwen2'")
+    name = config.get("qwen_hpc", {}).get("model_name", path.name)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{path}: no *.safetensors weights")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        tensors.update({k: v.float() for k, v in load_file(str(file)).items()})
+    tokenizer = tokenizer_from_hf(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
+    return model_config_from_hf(config, name=name), tensors, tokenizer
+
+
+def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """Embedding padding rows are never looked up: zero-fill new ones, drop surplus ones."""
+    if tensor.shape[0] >= rows:
+        return tensor[:rows].contiguous()
+    return torch.cat([tensor, tensor.new_zeros(rows - tensor.shape[0], *tensor.shape[1:])])
+
+
+class _NoSchedule:
+    """An imported model has no LR schedule yet; the checkpoint records an empty one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def import_hf(hf_path: str | Path, output: str | Path, *, tp: int = 1, pp: int = 1) -> dict[str, Any]:
+    """An HF Qwen2 folder → `<output>/checkpoints/iter_0000000` (+ `latest`), `<output>/model_config.json`
+    and, when the folder has a tokenizer, `<output>/tokenizer/<name>.tiktoken` + `special_tokens.json`."""
+    from qwen_hpc.training.checkpoint import TrainingState, save_checkpoint
+
+    cfg, tensors, tokenizer = read_hf_folder(hf_path)
+    if cfg.num_attention_heads % tp or cfg.num_layers % pp:
+        raise ValueError(f"tp={tp} must divide the heads and pp={pp} the layers of {cfg}")
+    rows_hf = tensors["model.embed_tokens.weight"].shape[0]
+    n_vocab = tokenizer.n_vocab if tokenizer is not None else rows_hf
+    rows = padded_vocab_size(n_vocab, cfg, tp)
+    state = hf_to_megatron(tensors, cfg)
+    for key in ("embedding.word_embeddings.weight", "output_layer.weight"):
+        state[key] = _pad_rows(state[key], rows)
+    output = Path(output)
+    with atomic_dir(output) as tmp:
+        with single_process_megatron():
+            model = model_from_state(cfg, state)
+            save_checkpoint(
+                tmp / "checkpoints",
+                TrainingState(extra={"imported_from": str(hf_path), "tp": tp, "pp": pp}),
+                model=model,
+                optimizer=None,
+                scheduler=_NoSchedule(),
+                keep_last=1,
+            )
+        (tmp / MODEL_CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(tmp / "tokenizer", "tokenizer")
+    return {"vocab_rows": rows, "n_vocab": n_vocab, "tp": tp, "pp": pp, "layers": cfg.num_layers}

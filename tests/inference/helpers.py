@@ -1,0 +1,48 @@
+"""A tiny random `transformers` Qwen2ForCausalLM and a tiny trained tokenizer, shared by the HF tests."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+
+from qwen_hpc.tokenizer import QwenTokenizer, train_bpe
+from tests.tokenizer.helpers import corpus_texts
+
+VOCAB_ROWS = 896  # 808 ids of the tiny tokenizer, padded to a multiple of 128
+MULTILINGUAL = (
+    "The quick brown fox jumps over the lazy dog. 通义千问是阿里巴巴开发的大语言模型。 Привет мир, "
+    "مرحبا بالعالم, שלום עולם, สวัสดี, 안녕하세요, こんにちは. café naïve Ångström 🙂🚀 12345 and 2023年\n"
+    "def f(x):\n\treturn x ** 2  # comment\r\n"
+)
+
+
+@cache
+def tiny_tokenizer() -> QwenTokenizer:
+    return QwenTokenizer(train_bpe(corpus_texts(), 600), name="tiny")
+
+
+def hf_model(seed: int = 0, init: float = 0.1):
+    """Random-init HF Qwen2 with tiny dims; biases and norm weights perturbed so that every tensor matters."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=VOCAB_ROWS,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        initializer_range=init,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    return model

@@ -1,0 +1,11 @@
+# Not part of `rule all`: run it on demand, e.g.
+#   snakemake --cores 2 import_hf --config overrides="import_hf.hf_path=/path/to/hf_folder"
+rule import_hf:
+    output:
+        marker=marker("import_hf"),
+    log:
+        stage_log("import_hf"),
+    params:
+        args=QWEN_ARGS,
+    shell:
+        "qwen-hpc import-hf {params.args} > {log} 2>&1"
