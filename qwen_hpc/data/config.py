@@ -110,8 +110,10 @@ class MinHashConfig:
 
     Shingles are `shingle_size` consecutive normalized words (`shingle="word"`) or characters (`"char"`);
     `num_perm` min-hashes per document; LSH with `bands` x `rows` (0 = chosen from `threshold` to favour
-    recall, see `minhash.lsh_params`); a candidate pair is a duplicate when its estimated Jaccard similarity
-    (share of equal min-hashes) is >= `threshold`. One document per connected component is kept.
+    recall, see `minhash.lsh_params`); a candidate pair is a duplicate when its Jaccard similarity is >=
+    `threshold`: the exact one of the two shingle sets (`verify="exact"`, recomputed in the merge step for the
+    documents in candidate pairs only) or the MinHash estimate (`"estimate"`: share of equal min-hashes, no
+    text needed, but noisy near the threshold). One document per connected component is kept.
     """
 
     enabled: bool = True
@@ -122,6 +124,7 @@ class MinHashConfig:
     bands: int = 0
     rows: int = 0
     threshold: float = 0.8
+    verify: str = "exact"  # exact: Jaccard of the shingle sets | estimate: share of equal min-hashes
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -129,6 +132,8 @@ class MinHashConfig:
             raise ValueError(f"data.minhash.scheme={self.scheme!r} must be oph|permutations")
         if self.shingle not in ("word", "char"):
             raise ValueError(f"data.minhash.shingle={self.shingle!r} must be word|char")
+        if self.verify not in ("exact", "estimate"):
+            raise ValueError(f"data.minhash.verify={self.verify!r} must be exact|estimate")
         if self.shingle_size < 1:
             raise ValueError(f"data.minhash.shingle_size={self.shingle_size} must be >= 1")
         if not 8 <= self.num_perm <= 1024:

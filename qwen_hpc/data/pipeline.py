@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
+import json
 import logging
 import shutil
 import time
@@ -255,7 +256,12 @@ def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, s
 
         sig = np.concatenate([a["sig"] for a in arrays])
         survivors = np.flatnonzero(exact_keep)
-        nd = near_duplicates(sig[survivors], cfg.minhash)
+        starts = np.cumsum([0, *counts])
+
+        def texts(rows: np.ndarray) -> list[str]:  # exact verification: reread only the candidates' texts
+            return _survivor_texts(plan, task_of, starts, survivors[rows])
+
+        nd = near_duplicates(sig[survivors], cfg.minhash, texts)
         near = survivors[~nd.keep]
         fate[near] = 2
         rep[near] = survivors[nd.representative[~nd.keep]]
@@ -263,7 +269,7 @@ def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, s
         dedup_info.update(near_duplicates=len(near), candidate_pairs=nd.candidates, verified_pairs=nd.verified,
                           bands=nd.params.bands, rows=nd.params.rows, scheme=cfg.minhash.scheme,
                           num_perm=cfg.minhash.num_perm, shingle=f"{cfg.minhash.shingle_size}-{cfg.minhash.shingle}",
-                          threshold=cfg.minhash.threshold)
+                          threshold=cfg.minhash.threshold, verify=nd.verify, texts_reread=nd.texts_read)
     mix = _mixture(plan, fate, nbytes, ids, task_of)
     for t, summary in zip(tasks, summaries, strict=True):
         stats.add_counts(sources[t.source].name, summary["read"], summary["dropped"])
@@ -274,6 +280,21 @@ def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, s
     stats.elapsed_s = time.perf_counter() - started
     _publish(plan, out_dir, stats, entries, mix)
     return stats
+
+
+def _survivor_texts(plan: CurationPlan, task_of: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> list[str]:
+    """Texts of the survivors at global indices `rows` (sorted), read back from the shards' docs.jsonl."""
+    out: list[str] = []
+    for t in np.unique(task_of[rows]).tolist():
+        want = rows[task_of[rows] == t] - starts[t]
+        with open(plan.shard_dir(plan.tasks[t]) / "docs.jsonl", encoding="utf-8") as fh:
+            lines = iter(enumerate(fh))
+            for w in want.tolist():
+                for k, line in lines:
+                    if k == w:
+                        out.append(json.loads(line)["text"])
+                        break
+    return out
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -317,6 +338,7 @@ def _write_outputs(plan, out_dir, stats, fate, rep, sim, ids, mix) -> list[dict[
     """Stream every shard's survivors once: kept ones to train/validation shards, the rest to dropped."""
     cfg, sources = plan.cfg, plan.sources
     normalizer = Normalizer(cfg.normalize)
+    jaccard = "Jaccard" if cfg.minhash.verify == "exact" else "est. Jaccard"
     entries: list[dict[str, Any]] = []
     g = 0  # global survivor index
     with contextlib.ExitStack() as stack:
@@ -337,7 +359,7 @@ def _write_outputs(plan, out_dir, stats, fate, rep, sim, ids, mix) -> list[dict[
                         doc = Document(rec["id"], rec["text"], rec["source"], rec["meta"], rec["file"], rec["line"])
                         if fate[g]:
                             reason = _MERGE_REASONS[int(fate[g])]
-                            detail = f"duplicate of {ids[rep[g]]}" + (f" (est. Jaccard {sim[g]:.2f})" if fate[g] == 2 else "")
+                            detail = f"duplicate of {ids[rep[g]]}" + (f" ({jaccard} {sim[g]:.2f})" if fate[g] == 2 else "")
                             dropped_fh.write(dropped_line(doc, reason, detail if fate[g] != 3 else "token budget"))
                             stats.record_dropped(source.name, reason, count_read=False)
                         else:
