@@ -29,16 +29,6 @@ import time
 import unicodedata
 from pathlib import Path
 
-import tiktoken
-from bpe_train import REPO, corpus_docs  # benchmarks/ is on sys.path when run as a script
-
-from qwen_hpc.config.schema import QwenConfig
-from qwen_hpc.stages import tokens as tokens_stage
-from qwen_hpc.stages.base import StageContext
-from qwen_hpc.tokenizer.encoding import QwenTokenizer
-from qwen_hpc.tokenizer.pattern import QWEN_PAT_STR
-from qwen_hpc.tokenizer.ranks import read_ranks
-
 
 def write_data_stage(docs: list[str], data_dir: Path, shard_mb: float) -> int:
     """Split docs into two sources ('a', 'b': alternate documents) of ~shard_mb JSONL shards + manifest."""
@@ -62,7 +52,44 @@ def write_data_stage(docs: list[str], data_dir: Path, shard_mb: float) -> int:
     return sum(len(s["shards"]) for s in sources)
 
 
+def time_rounds(enc, docs, cfg, run_dir: Path, cores: int, rounds: int):
+    """Raw tiktoken and the stage, alternating (drifting machine load hits both alike): their times,
+    token counts (the stage's without eod ids) and the MB of .bin written."""
+    from qwen_hpc.stages import tokens as tokens_stage
+    from qwen_hpc.stages.base import StageContext
+
+    stage_dir = run_dir / "tokens"
+    raw_times, stage_times = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        raw_tokens = sum(map(len, enc.encode_ordinary_batch(docs, num_threads=cores)))
+        raw_times.append(time.perf_counter() - start)
+
+        stage_dir.mkdir()
+        ctx = StageContext(name="tokens", stage_dir=stage_dir, run_dir=run_dir)
+        start = time.perf_counter()
+        result = tokens_stage.run(cfg, ctx)
+        stage_times.append(time.perf_counter() - start)
+        stage_tokens = result.metrics["tokens"] - result.metrics["documents"]  # without the eod ids
+        if stage_tokens != raw_tokens:
+            raise SystemExit(f"token counts differ: stage {stage_tokens:,} vs raw {raw_tokens:,}")
+        out_mb = sum(p.stat().st_size for p in stage_dir.glob("*.bin")) / 1e6
+        shutil.rmtree(stage_dir)
+    return raw_times, stage_times, raw_tokens, stage_tokens, out_mb
+
+
 def main() -> None:
+    # Imported here, not at module level: the stage's spawned workers re-import this script as
+    # `__mp_main__`, and the benchmark's own imports (config schema, stages, BPE trainer) are no part of
+    # what a worker needs to encode.
+    import tiktoken
+    from bpe_train import REPO, corpus_docs  # benchmarks/ is on sys.path when run as a script
+
+    from qwen_hpc.config.schema import QwenConfig
+    from qwen_hpc.tokenizer.encoding import QwenTokenizer
+    from qwen_hpc.tokenizer.pattern import QWEN_PAT_STR
+    from qwen_hpc.tokenizer.ranks import read_ranks
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min-mb", type=float, default=50.0)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
@@ -96,23 +123,9 @@ def main() -> None:
         cfg.tokenizer.name = "qwen"
         cfg.tokens.workers = args.cores
         cfg.launcher.kind = "local"
-        stage_dir = run_dir / "tokens"
-        raw_times, stage_times = [], []
-        for _ in range(args.rounds):  # alternate, so drifting machine load hits both alike
-            start = time.perf_counter()
-            raw_tokens = sum(map(len, enc.encode_ordinary_batch(docs, num_threads=args.cores)))
-            raw_times.append(time.perf_counter() - start)
-
-            stage_dir.mkdir()
-            ctx = StageContext(name="tokens", stage_dir=stage_dir, run_dir=run_dir)
-            start = time.perf_counter()
-            result = tokens_stage.run(cfg, ctx)
-            stage_times.append(time.perf_counter() - start)
-            stage_tokens = result.metrics["tokens"] - result.metrics["documents"]  # without the eod ids
-            if stage_tokens != raw_tokens:
-                raise SystemExit(f"token counts differ: stage {stage_tokens:,} vs raw {raw_tokens:,}")
-            out_mb = sum(p.stat().st_size for p in stage_dir.glob("*.bin")) / 1e6
-            shutil.rmtree(stage_dir)
+        raw_times, stage_times, raw_tokens, stage_tokens, out_mb = time_rounds(
+            enc, docs, cfg, run_dir, args.cores, args.rounds
+        )
 
     raw_s, stage_s = min(raw_times), min(stage_times)
     print(

@@ -12,6 +12,7 @@ Reproduces Qwen's `tokenization_qwen.py` behaviour (report §2.2; spec §2.2-§2
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import unicodedata
@@ -89,8 +90,17 @@ class QwenTokenizer:
         self._ranks = ranks
         self._special = dict(sorted(specials.items(), key=lambda kv: kv[1]))
         self._n_regular = n_regular
-        self._enc = tiktoken.Encoding(
-            name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=self._special
+        self._name = name
+        self._pattern = pattern
+        # tiktoken's n_vocab (max token value + 1), known without building the Encoding
+        self._n_vocab = max(max(ranks.values()), max(self._special.values())) + 1
+
+    @functools.cached_property
+    def _enc(self) -> tiktoken.Encoding:
+        """Built on first encode/decode (~0.2 s for 151k ranks): a process that only asks for n_vocab or
+        the special ids, like the `tokens` stage's parent, never pays for it."""
+        return tiktoken.Encoding(
+            self._name, pat_str=self._pattern, mergeable_ranks=self._ranks, special_tokens=self._special
         )
 
     # ------------------------------------------------------------------ construction and saving
@@ -141,7 +151,7 @@ class QwenTokenizer:
     @property
     def n_vocab(self) -> int:
         """Regular + special tokens = the number of ids the model must embed (before padding)."""
-        return self._enc.n_vocab
+        return self._n_vocab
 
     @property
     def special_tokens(self) -> dict[str, int]:
@@ -163,7 +173,7 @@ class QwenTokenizer:
         return self.n_vocab
 
     def __repr__(self) -> str:
-        return f"QwenTokenizer(name={self._enc.name!r}, n_regular={self._n_regular}, n_vocab={self.n_vocab})"
+        return f"QwenTokenizer(name={self._name!r}, n_regular={self._n_regular}, n_vocab={self.n_vocab})"
 
     # ------------------------------------------------------------------ encode / decode
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from qwen_hpc.tokenizer.encoding import QwenTokenizer, TokenizerFiles
 from qwen_hpc.tokenizer.pattern import NUM_EXTRA_SPECIAL
@@ -168,13 +167,36 @@ def merge_parts(
                     part_bin = Path(str(prefix) + ".bin")
                     if part_bin.stat().st_size != int(part_lengths.sum()) * itemsize:
                         raise ValueError(f"part {prefix}: .bin size does not match its document lengths")
-                    with open(part_bin, "rb") as fh:
-                        shutil.copyfileobj(fh, out, 16 << 20)
+                    _append_file(part_bin, out)
                     lengths.append(part_lengths)
             write_megatron_index(
                 tmp_idx, np.concatenate(lengths) if lengths else np.zeros(0, np.int64), dtype
             )
             idx_path.unlink(missing_ok=True)  # renames follow: .bin first (inner), then .idx (outer)
+
+
+def _append_file(src: Path, out: Any) -> None:
+    """Append the file `src` to the open binary file `out`, in the kernel (`os.copy_file_range`: no copy
+    through Python buffers; a reflink on filesystems that share extents) where it can, else by chunks."""
+    out.flush()
+    with open(src, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        copy_range = getattr(os, "copy_file_range", None)
+        if copy_range is not None:
+            try:
+                offset = 0
+                while offset < size:
+                    n = copy_range(fh.fileno(), out.fileno(), size - offset)
+                    if n == 0:
+                        break
+                    offset += n
+                if offset == size:
+                    return
+            except OSError:  # not supported between these files: fall back below, from where it stopped
+                pass
+            fh.seek(offset)
+            out.seek(0, os.SEEK_END)
+        shutil.copyfileobj(fh, out, 16 << 20)
 
 
 # Megatron-Core's `.idx` layout (IndexedDataset, "MMIDIDX" version 1), all little-endian: the 9-byte magic,
@@ -225,6 +247,8 @@ def local_map(
     """`[fn(x) for x in items]`, in a process pool when workers > 1 (results in item order)."""
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1")
+    from tqdm.auto import tqdm  # here, not at import: workers that import this module never need it
+
     bar = tqdm(total=len(items), unit="shard", desc=desc, disable=not progress)
     try:
         if workers == 1 or len(items) <= 1:
@@ -373,7 +397,8 @@ def encode_shard(
         if append_eod:
             pieces.append(eod)
         lengths.append(ids.size + append_eod)
-    tokens = np.concatenate(pieces).astype(dtype) if pieces else np.zeros(0, dtype=dtype)
+    # one copy, straight into the output dtype (every id < n_vocab fits it: `smallest_dtype`)
+    tokens = np.concatenate(pieces, dtype=dtype, casting="unsafe") if pieces else np.zeros(0, dtype=dtype)
     return ShardResult(
         tokens, np.frombuffer(lengths, dtype=np.int64).copy() if lengths else np.zeros(0, np.int64), empty
     )

@@ -23,7 +23,8 @@ def test_two_tasks_train_data_parallel_through_the_local_executor(tmp_path: Path
         run_qwen([stage, *common, "launcher=debug"])
     run_qwen(["pretrain", *common, "launcher=local", "launcher.tasks_per_node=2",
               "pretrain.train.train_iters=12", "pretrain.train.micro_batch_size=4",
-              "pretrain.train.global_batch_size=16", "pretrain.train.eval_interval=0"])
+              "pretrain.train.global_batch_size=16", "pretrain.train.eval_interval=0",
+              "pretrain.optimizer.warmup_iters=2"])
     stage_dir = tmp_path / "dp" / "pretrain"
     metrics = read_json(stage_dir / "_SUCCESS.json")["metrics"]
     assert metrics["world_size"] == 2 and metrics["data_parallel_size"] == 2
