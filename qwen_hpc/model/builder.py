@@ -25,7 +25,7 @@ from megatron.core.transformer.transformer_block import TransformerBlockSubmodul
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from qwen_hpc.model.config import ModelConfig
-from qwen_hpc.model.spec import final_norm_module, qwen_layer_spec, resolve_backend
+from qwen_hpc.model.spec import final_norm_module, local_norm_module, qwen_layer_spec, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,10 @@ class KernelChoice:
             "masked_softmax_fusion",
             "apply_rope_fusion",
         )
-        parts = [f"backend={self.backend} ({self.reasons.get('backend', '')})"]
+        parts = [
+            f"backend={self.backend} ({self.reasons.get('backend', '')})",
+            f"rmsnorm={self.reasons.get('rmsnorm', '')}",
+        ]
         parts += [f"{name}={getattr(self, name)} ({self.reasons.get(name, '')})" for name in flags]
         return "; ".join(parts)
 
@@ -86,6 +89,7 @@ def select_kernels(backend: str = "auto") -> KernelChoice:
     """Fused kernels only on CUDA and only when their extension imports; everything off on the CPU."""
     chosen, why = resolve_backend(backend)
     choice = KernelChoice(backend=chosen, reasons={"backend": why})
+    choice.reasons["rmsnorm"] = "Transformer Engine" if chosen == "te" else local_norm_module()[1]
     if not torch.cuda.is_available():
         for name in ("gradient_accumulation_fusion", "bias_activation_fusion", "bias_dropout_fusion"):
             choice.reasons[name] = "no CUDA device"

@@ -112,3 +112,20 @@ def test_cpu_uses_the_local_spec() -> None:
     assert spec.submodules.input_layernorm is final_norm_module()
     with pytest.raises(RuntimeError, match="transformer_engine"):
         resolve_backend("te")
+
+
+def test_norm_kernel_falls_back_to_torch_rmsnorm_on_cpu() -> None:
+    """Apex's fused RMSNorm is a CUDA kernel: on a CPU machine the torch norm is chosen and said why."""
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    from qwen_hpc.model.builder import select_kernels
+    from qwen_hpc.model.spec import apex_rmsnorm_usable, local_norm_module, qwen_layer_spec
+
+    if apex_rmsnorm_usable():
+        pytest.skip("CUDA + Apex present: the fused path is the one in use here")
+    norm, reason = local_norm_module()
+    assert norm is WrappedTorchNorm and "torch RMSNorm" in reason
+    spec = qwen_layer_spec("local")
+    assert spec.submodules.input_layernorm is WrappedTorchNorm
+    assert spec.submodules.pre_mlp_layernorm is WrappedTorchNorm
+    assert "rmsnorm=torch RMSNorm" in select_kernels("local").describe()
