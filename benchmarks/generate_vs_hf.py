@@ -3,8 +3,8 @@ Megatron-Core model against `transformers` `generate` on the same weights (claim
 
 Same weights (a random-init HF Qwen2ForCausalLM converted with `hf_to_megatron`), same batch, same prompt
 lengths, same number of new tokens (greedy, no stop tokens, every row generates exactly `--new-tokens`),
-fp32 on the CPU, one warm-up call each and then one timed run each (`--repeats N` alternates N timed runs
-and reports medians; the 1-minute load average is printed because other processes skew CPU timings). Also checks the two produced the same
+fp32 on the CPU, one warm-up call each and then one timed run each (`--repeats N` alternates N timed runs, swapping
+which goes first every repeat, and reports medians and every run's seconds; the 1-minute load average is printed because other processes skew CPU timings). Also checks the two produced the same
 tokens.
 
     python benchmarks/generate_vs_hf.py                                  # 2 threads, tiny-ish model
@@ -92,13 +92,15 @@ def main() -> None:
         run_hf_small = hf.generate(input_ids=inputs[:, :4], max_new_tokens=2, do_sample=False, pad_token_id=0)
         del run_hf_small
         ours_times, hf_times = [], []
-        for _ in range(args.repeats):  # alternate, so that a busy machine slows both alike
-            t0 = time.perf_counter()
-            ours_out = ours.generate_ids(prompts, sampling)
-            ours_times.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            hf_out = run_hf()
-            hf_times.append(time.perf_counter() - t0)
+        for repeat in range(args.repeats):  # alternate, first one swapped each repeat: load slows both alike
+            for side in ("ours", "hf") if repeat % 2 == 0 else ("hf", "ours"):
+                t0 = time.perf_counter()
+                if side == "ours":
+                    ours_out = ours.generate_ids(prompts, sampling)
+                    ours_times.append(time.perf_counter() - t0)
+                else:
+                    hf_out = run_hf()
+                    hf_times.append(time.perf_counter() - t0)
     ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
 
     tokens = args.batch * args.new_tokens
@@ -120,6 +122,8 @@ def main() -> None:
         "ours_tokens_per_s": round(tokens / ours_s, 1),
         "hf_tokens_per_s": round(tokens / hf_s, 1),
         "ratio_ours_over_hf": round(hf_s / ours_s, 3),
+        "ours_times_s": [round(t, 3) for t in ours_times],
+        "hf_times_s": [round(t, 3) for t in hf_times],
         "rows_with_identical_tokens": f"{same}/{args.batch}",
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
