@@ -23,6 +23,11 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "RANK", "WORLD_SIZE",
                                                             "LOCAL_RANK")}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    # stages may run in another working directory (Snakemake --directory): pin the shared data absolutely
+    if SHARED.is_dir():
+        env.setdefault("QWEN_HPC_SHARED_ROOT", str(SHARED.resolve()))
+    if DATA_ROOT.is_dir():
+        env.setdefault("QWEN_HPC_DATA_ROOT", str(DATA_ROOT.resolve()))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env

@@ -254,6 +254,9 @@ class DecontaminationConfig:
     benchmarks: List[str] = field(  # noqa: UP006
         default_factory=lambda: ["gsm8k", "math", "mbpp", "humaneval", "mmlu", "ceval", "cmmlu", "bbh"]
     )
+    # false: a benchmark whose files are not under the data root is skipped with a warning and listed as
+    # missing in stats.json (a fresh machine has no data root); true: that is an error
+    require_all: bool = False
 
     def __post_init__(self) -> None:
         from qwen_hpc.data.decontam import BENCHMARKS  # the registry of readers

@@ -18,6 +18,7 @@ import functools
 import gzip
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from qwen_hpc.data.text import (
     word_hashes,
     words,
 )
+
+log = logging.getLogger(__name__)
 
 INDEX_VERSION = 1
 
@@ -161,10 +164,18 @@ def _fingerprint(root: Path, benchmarks: list[str], n: int) -> str:
     return h.hexdigest()
 
 
-def build_index(root: Path, benchmarks: list[str], n: int) -> EvalIndex:
-    parts, owners, info = [], [], {"n": n, "root": str(root), "benchmarks": {}}
+def build_index(root: Path, benchmarks: list[str], n: int, *, require_all: bool = True) -> EvalIndex:
+    parts, owners, info = [], [], {"n": n, "root": str(root), "benchmarks": {}, "missing": []}
     for b, name in enumerate(benchmarks):
-        files, items = eval_items(root, name)
+        try:
+            files, items = eval_items(root, name)
+        except FileNotFoundError as exc:
+            if require_all:
+                raise
+            log.warning("%s; decontaminating without it", exc)
+            info["missing"].append(name)
+            info["benchmarks"][name] = {"missing": str(exc)}
+            continue
         seqs = [word_hashes(words(t)) for t in items]
         short = sum(1 for s in seqs if len(s) < n)
         flat = sorted_unique(batch_ngram_hashes([s if len(s) >= n else s[:0] for s in seqs], n)[0])
@@ -182,7 +193,8 @@ def build_index(root: Path, benchmarks: list[str], n: int) -> EvalIndex:
 
 
 def cached_index(
-    cache_dir: Path, root: Path, benchmarks: list[str], n: int, *, also_look_in: tuple[Path, ...] = ()
+    cache_dir: Path, root: Path, benchmarks: list[str], n: int, *, also_look_in: tuple[Path, ...] = (),
+    require_all: bool = True,
 ) -> Path:
     """Path of the index file for these settings, building it only if it is not cached yet. An identical
     index (same file name = same fingerprint) found in `also_look_in` (e.g. the cache of a superseded run)
@@ -198,7 +210,7 @@ def cached_index(
             with atomic_path(path) as tmp:
                 shutil.copyfile(Path(other) / path.name, tmp)
     if not path.exists():
-        index = build_index(Path(root), list(benchmarks), n)
+        index = build_index(Path(root), list(benchmarks), n, require_all=require_all)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path.with_suffix(".json"), index.info)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:

@@ -210,7 +210,8 @@ def _plan(
         from qwen_hpc.data.decontam import cached_index
 
         eval_index = str(cached_index(cache_dir, Path(data_root), list(cfg.decontamination.benchmarks),
-                                      cfg.decontamination.n, also_look_in=tuple(earlier_caches)))
+                                      cfg.decontamination.n, also_look_in=tuple(earlier_caches),
+                                      require_all=cfg.decontamination.require_all))
     model_path, model_info = _train_quality_model(cfg, sources, work)
     if model_info:
         write_json(work / "quality_model.json", model_info)

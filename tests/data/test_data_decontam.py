@@ -73,3 +73,23 @@ def test_missing_data_root_is_a_clear_error(tmp_path: Path) -> None:
         cached_index(tmp_path / "c", tmp_path / "nowhere", ["gsm8k"], 13)
     with pytest.raises(ValueError, match="unknown"):
         DecontaminationConfig(benchmarks=["gsm8k", "nope"])
+
+
+def test_missing_eval_sets_are_skipped_and_listed_unless_required(tmp_path) -> None:
+    """A fresh machine has no data root: decontamination still runs (HumanEval ships in its package)
+    and says which sets it could not use; `require_all` turns that into an error."""
+    import json
+
+    import pytest
+
+    from qwen_hpc.data.decontam import cached_index, load_index
+
+    empty_root = tmp_path / "no-datasets"
+    empty_root.mkdir()
+    path = cached_index(tmp_path / "cache", empty_root, ["gsm8k", "humaneval"], 13, require_all=False)
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["missing"] == ["gsm8k"]
+    assert info["benchmarks"]["humaneval"]["items"] == 164
+    assert len(load_index(str(path)).hashes) > 0
+    with pytest.raises(FileNotFoundError, match="gsm8k"):
+        cached_index(tmp_path / "cache2", empty_root, ["gsm8k"], 13, require_all=True)
