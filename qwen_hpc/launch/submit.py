@@ -146,7 +146,9 @@ def submit_and_wait(
             time.sleep(launcher.poll_interval_s)
     if streamer:
         streamer.pump()
-    result = job.result()  # raises FailedJobError / UncompletedJobError with the job's traceback
+    # raises FailedJobError / UncompletedJobError with the job's traceback; a multi-task job answers
+    # per task, and rank 0 speaks for the stage
+    result = job.results()[0] if launcher.tasks_per_node * launcher.nodes > 1 else job.result()
     return result if isinstance(result, dict) else {"status": "completed", "result": result}
 
 
