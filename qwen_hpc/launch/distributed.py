@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,23 @@ def export_submitit_env() -> None:
         return
     from submitit.helpers import TorchDistributedEnvironment
 
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    env = TorchDistributedEnvironment()
+    env.export(set_cuda_visible_devices=False)
+    os.environ["MASTER_PORT"] = str(_master_port(env.world_size, str(submitit.JobEnvironment().job_id)))
+
+
+# Linux hands out ephemeral ports from 32768 up: a rendezvous port chosen there (as submitit's default
+# is) can collide with any outgoing connection on the node. Stay below that range.
+PORT_BASE, PORT_SPAN = 20000, 12000
+
+
+def _master_port(world_size: int, job_id: str) -> int:
+    """One process: any free port. Several: the same port on every task, derived from the job id."""
+    if "QWEN_HPC_MASTER_PORT" in os.environ:
+        return int(os.environ["QWEN_HPC_MASTER_PORT"])
+    if world_size == 1:
+        return _free_port()
+    return PORT_BASE + zlib.crc32(job_id.encode()) % PORT_SPAN
 
 
 def default_backend() -> str:
