@@ -34,7 +34,7 @@ def _origins(path: Path) -> Counter[str]:
 
 
 def test_default_corpus_is_non_trivial(built) -> None:
-    out, sources, seconds = built
+    out, sources, _ = built
     assert [s.name for s in sources] == ["prose", "code"]
     assert all(Path(p).is_file() for s in sources for p in s.paths)
     summary = read_json(out / "embedded.json")["sources"]
@@ -44,7 +44,6 @@ def test_default_corpus_is_non_trivial(built) -> None:
     kinds = _origins(out / "prose.jsonl")
     assert kinds["pydoc_topics"] >= 50 and kinds["docstring"] >= 50, kinds
     assert set(_origins(out / "code.jsonl")) == {"stdlib"}
-    assert seconds < 60, f"building the embedded corpus took {seconds:.1f}s"
 
 
 def test_build_is_deterministic(built, tmp_path: Path) -> None:
