@@ -16,13 +16,12 @@ from megatron.core import parallel_state as ps
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
-from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
-from qwen_hpc.model.builder import build_model, padded_vocab_size, select_kernels, transformer_config
+from qwen_hpc.compat.megatron_cpu import cpu_shims
 from qwen_hpc.model.config import ModelConfig
 from qwen_hpc.training import checkpoint as ckpt
 from qwen_hpc.training.config import TrainConfig
 from qwen_hpc.training.data import Blend, MicroBatchIterator, SplitSizes, build_datasets, split_sizes
-from qwen_hpc.training.loop import resolve_precision
+from qwen_hpc.training.loop import build_stage_model
 from qwen_hpc.training.step import StepContext, causal_mask, evaluate_loss
 
 log = logging.getLogger(__name__)
@@ -83,22 +82,7 @@ def _evaluate(
     micro_batch_size: int,
     index_cache_dir: Path | None,
 ) -> dict[str, float]:
-    bf16, _ = resolve_precision(train_cfg)
-    tp, pp = train_cfg.tensor_model_parallel_size, train_cfg.pipeline_model_parallel_size
-    kernels = select_kernels()
-    params_dtype = torch.bfloat16 if bf16 else torch.float32
-    config = transformer_config(
-        model_cfg, tp=tp, pp=pp, params_dtype=params_dtype, bf16=bf16, kernels=kernels
-    )
-    model_parallel_seed(train_cfg.seed + 100 * ps.get_pipeline_model_parallel_rank())
-    model = build_model(
-        model_cfg,
-        padded_vocab_size(n_vocab, model_cfg, tp),
-        pre_process=ps.is_pipeline_first_stage(ignore_virtual=True),
-        post_process=ps.is_pipeline_last_stage(ignore_virtual=True),
-        backend=kernels.backend,
-        config=config,
-    )
+    model, config, bf16, _, _ = build_stage_model(model_cfg, train_cfg, n_vocab)
     path, iteration = ckpt.load_weights(checkpoint_dir, model)
     log.info("evaluating %s (iteration %d)", path, iteration)
     dp, dp_rank = ps.get_data_parallel_world_size(), ps.get_data_parallel_rank()

@@ -153,10 +153,11 @@ def build_scheduler(optimizer: Any, train: TrainConfig, optim: OptimizerConfig) 
     )
 
 
-def build_training_model(
+def build_stage_model(
     model_cfg: ModelConfig, train: TrainConfig, n_vocab: int
-) -> tuple[Any, Any, Any, bool]:
-    """(GPTModel, DDP-wrapped model, TransformerConfig, bf16) for this rank's pipeline stage."""
+) -> tuple[Any, Any, bool, str, Any]:
+    """(GPTModel, TransformerConfig, bf16, why, kernels) of this rank's pipeline stage, with the precision
+    and kernels the run uses; shared by training and evaluation so both build the same model."""
     bf16, why = resolve_precision(train)
     kernels = select_kernels()
     params_dtype = torch.bfloat16 if bf16 else torch.float32
@@ -173,6 +174,14 @@ def build_training_model(
         backend=kernels.backend,
         config=config,
     )
+    return model, config, bf16, why, kernels
+
+
+def build_training_model(
+    model_cfg: ModelConfig, train: TrainConfig, n_vocab: int
+) -> tuple[Any, Any, Any, bool]:
+    """(GPTModel, DDP-wrapped model, TransformerConfig, bf16) for this rank's pipeline stage."""
+    model, config, bf16, why, kernels = build_stage_model(model_cfg, train, n_vocab)
     wrapped = Float16Module(config, model) if bf16 else model
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=bf16,
