@@ -15,6 +15,7 @@ from qwen_hpc.config.stages import (
     EvaluateStageConfig,
     ExportHfStageConfig,
     ImportHfStageConfig,
+    LongContextStageConfig,
     PretrainStageConfig,
     ReportStageConfig,
     TokenizerStageConfig,
@@ -47,6 +48,7 @@ class QwenConfig:
     tokens: TokensStageConfig = field(default_factory=TokensStageConfig)
     pretrain: PretrainStageConfig = field(default_factory=PretrainStageConfig)
     evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
+    long_context: LongContextStageConfig = field(default_factory=LongContextStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
     export_hf: ExportHfStageConfig = field(default_factory=ExportHfStageConfig)
     import_hf: ImportHfStageConfig = field(default_factory=ImportHfStageConfig)

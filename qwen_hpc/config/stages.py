@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.data.config import DataConfig
+from qwen_hpc.model.long_context import SETTINGS
 from qwen_hpc.tokenizer.config import TokenizerConfig
 from qwen_hpc.training.config import OptimizerConfig, TrainConfig
 
@@ -50,6 +51,36 @@ class EvaluateStageConfig:
             raise ValueError(f"evaluate.eval_iters={self.eval_iters} must be >= 1")
         if self.micro_batch_size < 1:
             raise ValueError(f"evaluate.micro_batch_size={self.micro_batch_size} must be >= 1")
+
+
+@dataclass
+class LongContextStageConfig:
+    # multiples of model.seq_length (L) to score at; Table 3 of the paper is L/2 ... 16L for L = 2048
+    lengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+    settings: list[str] = field(
+        default_factory=lambda: ["plain", "dynamic_ntk", "dynamic_ntk+logn", "dynamic_ntk+logn+window"]
+    )
+    num_documents: int = 8  # held-out documents, each at least the longest length + 1 tokens
+    held_out: str = "valid"  # valid | test: which held-out part of pretrain.train.split to read
+    batch_size: int = 1
+    attention_chunk: int = 1024  # queries per attention block of a long prefill (memory ~ chunk x keys)
+    # empty: the pretrain stage's latest checkpoint with `model`; else an HF folder or an import_hf folder
+    checkpoint: str = ""
+    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+
+    def __post_init__(self) -> None:
+        if not self.lengths or any(x <= 0 for x in self.lengths):
+            raise ValueError(f"long_context.lengths={list(self.lengths)} must be positive multiples of L")
+        unknown = [s for s in self.settings if s not in SETTINGS]
+        if unknown or not self.settings:
+            raise ValueError(
+                f"long_context.settings has {unknown or 'nothing'}; choose from {', '.join(SETTINGS)}"
+            )
+        if self.held_out not in ("valid", "test"):
+            raise ValueError(f"long_context.held_out={self.held_out!r} must be valid|test")
+        for name in ("num_documents", "batch_size", "attention_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"long_context.{name}={getattr(self, name)} must be >= 1")
 
 
 @dataclass

@@ -26,10 +26,25 @@ def open_model(path: str | Path) -> tuple[Any, QwenTokenizer]:
             raise FileNotFoundError(f"{path}: no tokenizer.json")
         return model_from_state(cfg, hf_to_megatron(tensors, cfg)), tokenizer
     if (path / MODEL_CONFIG).is_file():
-        cfg = ModelConfig(**json.loads((path / MODEL_CONFIG).read_text()))
+        cfg = open_model_config(path)
         tok = path / "tokenizer"
         tokenizer = TokenizerFiles(tok / "tokenizer.tiktoken", tok / "special_tokens.json").load()
         return load_model(path / "checkpoints", cfg), tokenizer
+    raise FileNotFoundError(
+        f"{path}: neither an HF folder (config.json) nor an import_hf folder ({MODEL_CONFIG})"
+    )
+
+
+def open_model_config(path: str | Path) -> ModelConfig:
+    """The `ModelConfig` of a folder `open_model` reads (its dimensions, training length, long-context
+    settings), without loading weights."""
+    from qwen_hpc.model.hf_checkpoint import MODEL_CONFIG, read_hf_config
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return read_hf_config(path)
+    if (path / MODEL_CONFIG).is_file():
+        return ModelConfig(**json.loads((path / MODEL_CONFIG).read_text()))
     raise FileNotFoundError(
         f"{path}: neither an HF folder (config.json) nor an import_hf folder ({MODEL_CONFIG})"
     )

@@ -172,10 +172,7 @@ def read_hf_folder(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tenso
     from safetensors.torch import load_file
 
     path = Path(path)
-    config = json.loads((path / "config.json").read_text())
-    if config.get("model_type") not in ("qwen2", None):
-        raise ValueError(f"{path}: model_type={config.get('model_type')!r}, expected 'qwen2'")
-    name = config.get("qwen_hpc", {}).get("model_name", path.name)
+    cfg = read_hf_config(path)
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"{path}: no *.safetensors weights")
@@ -183,7 +180,17 @@ def read_hf_folder(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tenso
     for file in files:
         tensors.update({k: v.float() for k, v in load_file(str(file)).items()})
     tokenizer = tokenizer_from_hf(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
-    return model_config_from_hf(config, name=name), tensors, tokenizer
+    return cfg, tensors, tokenizer
+
+
+def read_hf_config(path: str | Path) -> ModelConfig:
+    """The `ModelConfig` of an HF Qwen2 folder's `config.json` (no weights read)."""
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    if config.get("model_type") not in ("qwen2", None):
+        raise ValueError(f"{path}: model_type={config.get('model_type')!r}, expected 'qwen2'")
+    name = config.get("qwen_hpc", {}).get("model_name", path.name)
+    return model_config_from_hf(config, name=name)
 
 
 def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:

@@ -17,11 +17,13 @@ concatenations the layouts need, and the two directions are exact inverses (bit-
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.model.long_context import LongContextConfig
 
 HF_ARCHITECTURE = "Qwen2ForCausalLM"
 HF_MODEL_TYPE = "qwen2"
@@ -144,7 +146,14 @@ def hf_config(
         "eos_token_id": eod_id,
         "pad_token_id": eod_id,
         "torch_dtype": dtype,
-        "qwen_hpc": {"model_name": cfg.name, "im_end_id": im_end_id},
+        # the Qwen v1 names of the long-context switches, and our full settings (windows) for import
+        "use_dynamic_ntk": cfg.long_context.use_dynamic_ntk,
+        "use_logn_attn": cfg.long_context.use_logn_attn,
+        "qwen_hpc": {
+            "model_name": cfg.name,
+            "im_end_id": im_end_id,
+            "long_context": asdict(cfg.long_context),
+        },
     }
 
 
@@ -175,6 +184,18 @@ def model_config_from_hf(config: Mapping[str, Any], name: str = "imported") -> M
         layernorm_epsilon=float(config.get("rms_norm_eps", 1e-6)),
         init_method_std=float(config.get("initializer_range", 0.02)),
         attention_dropout=float(config.get("attention_dropout", 0.0)),
+        long_context=_long_context_from_hf(config),
+    )
+
+
+def _long_context_from_hf(config: Mapping[str, Any]) -> LongContextConfig:
+    """Our exported settings when present, else the Qwen v1 switches (`use_dynamic_ntk`, `use_logn_attn`)."""
+    ours = (config.get("qwen_hpc") or {}).get("long_context")
+    if ours:
+        return LongContextConfig(**ours)
+    return LongContextConfig(
+        use_dynamic_ntk=bool(config.get("use_dynamic_ntk", False)),
+        use_logn_attn=bool(config.get("use_logn_attn", False)),
     )
 
 

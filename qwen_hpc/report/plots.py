@@ -50,3 +50,27 @@ def loss_curve_png(
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def perplexity_vs_length_png(table: dict[str, dict[int, float]], train_length: int, *, title: str) -> bytes:
+    """Perplexity against context length, one line per long-context setting (log scales, as the numbers span
+    orders of magnitude once a plain model passes its training length)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for name, row in table.items():
+        lengths = sorted(row)
+        ax.plot(lengths, [row[n] for n in lengths], "o-", label=name)
+    ax.axvline(
+        train_length, color="grey", linestyle="--", linewidth=1, label=f"training length {train_length}"
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("perplexity")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

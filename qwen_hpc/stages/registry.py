@@ -12,6 +12,7 @@ STAGE_NAMES: tuple[str, ...] = (
     "tokens",
     "pretrain",
     "evaluate",
+    "long_context",
     "report",
     "export_hf",
     "import_hf",

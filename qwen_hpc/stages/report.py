@@ -6,9 +6,9 @@ from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.base import StageContext, StageResult
 
 NAME = "report"
-DESCRIPTION = "HTML report: loss curve plot + table of every stage's metrics"
+DESCRIPTION = "HTML report: loss curve, long-context and data plots + table of every stage's metrics"
 CONFIG_KEYS = ("report",)
-UPSTREAM = ("data", "tokenizer", "tokens", "pretrain", "evaluate")
+UPSTREAM = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context")
 DISTRIBUTED = False
 
 
@@ -39,7 +39,12 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     plots = {"pretraining loss": png}
     compression_png = ctx.stage_path("tokenizer") / "compression.png"  # written by the tokenizer stage
     if compression_png.is_file():
-        plots["tokenizer compression (tokens relative to the reference, per source)"] = compression_png.read_bytes()
+        plots["tokenizer compression (tokens relative to the reference, per source)"] = (
+            compression_png.read_bytes()
+        )
+    context_png = ctx.stage_path("long_context") / "perplexity.png"  # written by the long_context stage
+    if context_png.is_file():
+        plots["perplexity vs context length (Qwen §2.5, Table 3)"] = context_png.read_bytes()
     funnel_png = ctx.stage_path("data") / "funnel.png"  # written by the data stage
     if funnel_png.is_file():
         plots["data curation funnel (documents remaining after each step)"] = funnel_png.read_bytes()

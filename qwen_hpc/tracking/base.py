@@ -8,6 +8,8 @@ from typing import Any, Protocol
 class Tracker(Protocol):
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None: ...
 
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -15,6 +17,9 @@ class NullTracker:
     """Stands in on non-zero ranks and when logging is off, so no loop branches on rank or W&B."""
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        return None
+
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         return None
 
     def close(self) -> None:

@@ -19,6 +19,10 @@ class MultiTracker:
         for tracker in self.trackers:
             tracker.log(metrics, step)
 
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        for tracker in self.trackers:
+            tracker.log_table(name, columns, rows)
+
     def close(self) -> None:
         for tracker in self.trackers:
             tracker.close()

@@ -21,5 +21,9 @@ class JsonlTracker:
         record.update(metrics)
         append_jsonl(self.path, record)
 
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """A table as one record: {"table": name, "columns": [...], "rows": [[...], ...]}."""
+        self.log({"table": name, "columns": list(columns), "rows": [list(r) for r in rows]})
+
     def close(self) -> None:
         return None

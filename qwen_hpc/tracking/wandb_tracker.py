@@ -81,6 +81,17 @@ class WandbTracker:
             log.warning("W&B log failed (%s); disabling W&B for the rest of this stage", exc)
             self._run = None
 
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        if self._run is None:
+            return
+        try:
+            import wandb
+
+            self._run.log({name: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+        except Exception as exc:  # noqa: BLE001
+            log.warning("W&B table log failed (%s); disabling W&B for the rest of this stage", exc)
+            self._run = None
+
     def close(self) -> None:
         if self._run is None:
             return

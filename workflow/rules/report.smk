@@ -5,6 +5,7 @@ rule report:
         rules.tokens.output.marker,
         rules.pretrain.output.marker,
         rules.evaluate.output.marker,
+        rules.long_context.output.marker,
     output:
         marker=marker("report"),
     log:

@@ -1,0 +1,174 @@
+"""Perplexity against context length for the long-context settings of Qwen §2.5 (the paper's Table 3).
+
+Every length is scored on the *same* held-out documents (each at least as long as the longest length), each
+truncated to the length: position t's token is predicted from the t tokens before it, and the perplexity of a
+length is exp(mean loss over all its predicted tokens) — the whole window, as a user feeding that much text
+sees it, so a setting that breaks past the training length shows up at every longer length. One forward per
+batch of documents runs through the KV-cache decoder (the prefill path: alpha fixed from the whole length),
+with the LM head applied in slices so 32k-token windows never hold [T, vocab] logits at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from qwen_hpc.inference.decoder import KVCacheDecoder
+from qwen_hpc.model.long_context import LongContextConfig
+
+
+def held_out_documents(
+    prefixes: Sequence[str | Path], split: str, part: str, min_tokens: int, limit: int
+) -> list[np.ndarray]:
+    """Up to `limit` documents of at least `min_tokens` tokens from the `part` ("valid" | "test") document
+    range of every indexed dataset — the ranges Megatron's GPTDataset holds out of training for `split` —
+    taken round-robin over the sources so each contributes."""
+    from megatron.core.datasets.blended_megatron_dataset_config import (
+        convert_split_vector_to_split_matrix,
+        parse_and_normalize_split,
+    )
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    column = {"valid": 1, "test": 2}[part]
+    bounds = convert_split_vector_to_split_matrix(parse_and_normalize_split(split))[column]
+    if bounds is None:
+        raise ValueError(f"train.split={split!r} has no {part} part to take held-out documents from")
+    per_source: list[list[np.ndarray]] = []
+    for prefix in prefixes:
+        dataset = IndexedDataset(str(prefix))
+        n = len(dataset)
+        begin, end = int(round(bounds[0] * n)), int(round(bounds[1] * n))
+        lengths = dataset.sequence_lengths[begin:end]
+        # copies: the dataset's memory map closes with it
+        per_source.append(
+            [np.array(dataset[begin + i], dtype=np.int64) for i in np.flatnonzero(lengths >= min_tokens)]
+        )
+    docs: list[np.ndarray] = []
+    for row in range(max((len(s) for s in per_source), default=0)):
+        docs.extend(s[row] for s in per_source if row < len(s))
+    return docs[:limit]
+
+
+@dataclass
+class LengthScore:
+    nll_sum: float = 0.0
+    tokens: int = 0
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll_sum / self.tokens) if self.tokens else float("nan")
+
+
+@torch.inference_mode()
+def sequence_nll(
+    model: object,
+    ids: torch.Tensor,
+    long_context: LongContextConfig,
+    *,
+    train_length: int,
+    vocab_size: int,
+    attention_chunk: int = 1024,
+    head_chunk: int = 1024,
+) -> tuple[float, int]:
+    """(sum of next-token losses, number of predicted tokens) over `ids` [b, T + 1] (inputs then targets)."""
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    b, t = inputs.shape
+    decoder = KVCacheDecoder(
+        model, b, t, long_context=long_context, train_length=train_length, attention_chunk=attention_chunk
+    )
+    hidden = decoder.hidden(inputs, torch.arange(t)[None].expand(b, t), torch.ones(b, t, dtype=torch.bool))
+    total = 0.0
+    for start in range(0, t, head_chunk):
+        logits = decoder.logits(hidden[:, start : start + head_chunk])[..., :vocab_size]
+        total += float(
+            F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                targets[:, start : start + head_chunk].reshape(-1),
+                reduction="sum",
+            )
+        )
+    return total, b * t
+
+
+def score_length(
+    model: object,
+    documents: Sequence[np.ndarray],
+    length: int,
+    config: LongContextConfig,
+    *,
+    train_length: int,
+    vocab_size: int,
+    batch_size: int = 1,
+    attention_chunk: int = 1024,
+) -> LengthScore:
+    """One cell of the table: every document's first `length` + 1 tokens under one setting."""
+    short = sum(len(d) < length + 1 for d in documents)
+    if short or not documents:
+        raise ValueError(
+            f"scoring at length {length} needs documents of >= {length + 1} tokens; "
+            f"got {len(documents)} documents, {short} shorter"
+        )
+    score = LengthScore()
+    for start in range(0, len(documents), batch_size):
+        rows = [
+            torch.from_numpy(d[: length + 1].astype(np.int64)) for d in documents[start : start + batch_size]
+        ]
+        nll, tokens = sequence_nll(
+            model,
+            torch.stack(rows),
+            config,
+            train_length=train_length,
+            vocab_size=vocab_size,
+            attention_chunk=attention_chunk,
+        )
+        score.nll_sum += nll
+        score.tokens += tokens
+    return score
+
+
+def perplexity_table(
+    model: object,
+    documents: Sequence[np.ndarray],
+    lengths: Sequence[int],
+    settings: dict[str, LongContextConfig],
+    *,
+    train_length: int,
+    vocab_size: int,
+    batch_size: int = 1,
+    attention_chunk: int = 1024,
+    progress: Callable[[str, int, float], None] | None = None,
+) -> dict[str, dict[int, LengthScore]]:
+    """{setting: {length: score}} for every setting and length on the same documents."""
+    table: dict[str, dict[int, LengthScore]] = {}
+    for name, config in settings.items():
+        table[name] = {}
+        for length in lengths:
+            table[name][length] = score_length(
+                model,
+                documents,
+                length,
+                config,
+                train_length=train_length,
+                vocab_size=vocab_size,
+                batch_size=batch_size,
+                attention_chunk=attention_chunk,
+            )
+            if progress is not None:
+                progress(name, length, table[name][length].perplexity)
+    return table
+
+
+def table_markdown(table: dict[str, dict[int, float]], lengths: Sequence[int], train_length: int) -> str:
+    """The perplexity table in the paper's Table-3 layout: one row per setting, one column per length."""
+    head = "| setting | " + " | ".join(f"{n} ({n / train_length:g}L)" for n in lengths) + " |"
+    rule = "|---|" + "---|" * len(lengths)
+    rows = [
+        f"| {name} | " + " | ".join(f"{row[n]:.2f}" for n in lengths) + " |" for name, row in table.items()
+    ]
+    return "\n".join([head, rule, *rows]) + "\n"

@@ -1,0 +1,334 @@
+"""Cached forward passes of our Megatron-Core Qwen model for inference: generation, scoring, long context.
+
+The decoder runs the model's own weights (embedding, each layer's RMSNorms, `linear_qkv`, `linear_proj`,
+SwiGLU MLP, final norm, LM head), read once into plain tensors and applied with the same
+`torch.nn.functional` arithmetic as Megatron's modules for norms, projections and MLP, attention through
+`scaled_dot_product_attention` (Megatron's unfused softmax path agrees to fp32 rounding, ~3e-6 on logits),
+without the wrappers' per-token overhead — and adds what inference needs and Megatron's forward does not have:
+- a key/value cache with a left-padding mask (Megatron-Core's `StaticInferenceContext` takes no padding
+  mask, and a batched PPO generator wants left padding);
+- the training-free long-context techniques of Qwen §2.5 (`qwen_hpc.model.long_context`): dynamic-NTK RoPE
+  with alpha fixed per row at prefill from the row's true length (as the released code does, so a padded
+  batch gives each sample its own alpha), LogN query scaling, and layer-wise window attention whose cache is
+  a ring buffer of the window's size, so memory and compute follow the window;
+- query chunking for long prefills, so attention memory is chunk × keys rather than length².
+With every long-context option off (or on, but within the training length) and a prefill no longer than the
+chunk, the arithmetic is exactly the plain path, bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from qwen_hpc.model.long_context import LongContextConfig, logn_factors, ntk_alpha, ntk_base, rope_inv_freq
+
+_TABLE = 1  # rope key of a layer at alpha 1 everywhere: the model's own inv_freq, looked up in a table
+
+
+class _Layer(NamedTuple):
+    """One transformer layer's plain tensors (views of the model's parameters, no copies)."""
+
+    norm1: torch.Tensor
+    qkv_w: torch.Tensor
+    qkv_b: torch.Tensor | None
+    proj_w: torch.Tensor
+    proj_b: torch.Tensor | None
+    norm2: torch.Tensor
+    fc1_w: torch.Tensor  # [gate; up] rows when gated
+    fc1_b: torch.Tensor | None
+    fc2_w: torch.Tensor
+    fc2_b: torch.Tensor | None
+
+
+def _norm_weight(module: Any) -> torch.Tensor:
+    weight = getattr(module, "weight", None)
+    if weight is None or getattr(module, "bias", None) is not None:
+        raise NotImplementedError(f"the KV-cache decoder needs RMSNorm modules, got {type(module).__name__}")
+    return weight
+
+
+def allowed_keys(
+    query_index: torch.Tensor, key_index: torch.Tensor, key_valid: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Bool mask [b, 1, queries, keys] over absolute indices: causal, inside the window (0 = unbounded),
+    valid (not padding). A query always sees itself, so a padding query has no empty softmax row."""
+    q, k = query_index[:, None], key_index[None, :]
+    allowed = k <= q
+    if window > 0:
+        allowed = allowed & (k > q - window)
+    mask = allowed[None] & key_valid[:, key_index][:, None, :]
+    return (mask | (k == q)[None])[:, None]
+
+
+class KVCacheDecoder:
+    """Forward passes of an unsharded GPTModel (TP=1, PP=1) that reuse cached keys and values.
+
+    The per-layer weights are views of the parameters (a later optimizer step is seen by the next decoder).
+    Activations are batch-first, [b, t, h]. `train_length` is the length the model was trained at (the
+    model's `max_sequence_length` by default), the reference of every long-context formula.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        batch: int,
+        max_len: int,
+        *,
+        long_context: LongContextConfig | None = None,
+        train_length: int | None = None,
+        attention_chunk: int = 1024,
+    ) -> None:
+        if attention_chunk < 1:
+            raise ValueError(f"attention_chunk={attention_chunk} must be >= 1")
+        self.model = model
+        cfg = model.config
+        self.heads, self.groups, self.head_dim = (
+            cfg.num_attention_heads,
+            cfg.num_query_groups or cfg.num_attention_heads,
+            cfg.kv_channels,
+        )
+        self.per = self.heads // self.groups
+        self.eps = float(cfg.layernorm_epsilon)
+        if getattr(cfg, "qk_layernorm", False) or getattr(cfg, "layernorm_zero_centered_gamma", False):
+            raise NotImplementedError("qk_layernorm / zero-centred gamma are not supported by the decoder")
+        self.gated = bool(cfg.gated_linear_unit)
+        self.activation = cfg.activation_func
+        self.layers = [self._plain(layer) for layer in model.decoder.layers]
+        self.embedding = model.embedding.word_embeddings.weight
+        self.final_norm = _norm_weight(model.decoder.final_layernorm)
+        self.output_w, self.output_b = model.output_layer.weight, model.output_layer.bias
+        if self.output_w is None:  # tied embeddings: Megatron passes the embedding as the output weight
+            self.output_w = model.shared_embedding_or_output_weight()
+        # cos/sin of every position once: inv_freq is Megatron's own (fp32, spec §3.3)
+        self.inv_freq = model.rotary_pos_emb.inv_freq.float()
+        self.rotary_dim = 2 * self.inv_freq.numel()
+        self.rotary_base = float(getattr(model, "rotary_base", 10000.0))
+        angles = torch.arange(max_len, dtype=torch.float32)[:, None] * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1)
+        self.cos_table, self.sin_table = angles.cos(), angles.sin()
+        # long context
+        self.long_context = long_context or LongContextConfig()
+        self.train_length = int(train_length or getattr(model, "max_sequence_length", max_len))
+        self.windows = [
+            w if w < max_len else 0 for w in self.long_context.windows(len(self.layers), self.train_length)
+        ]  # a window no shorter than the whole sequence never masks anything: full attention
+        self.chunk = attention_chunk
+        self.rope_keys: list[Any] = [_TABLE] * len(self.layers)  # per layer: _TABLE or a tuple of row alphas
+        # the cache: max_len slots per full-attention layer, a ring of `window` slots per windowed layer
+        dtype = self.embedding.dtype
+        self.capacity = [w or max_len for w in self.windows]
+        self.keys = [
+            torch.zeros(batch, self.groups, cap, self.head_dim, dtype=dtype) for cap in self.capacity
+        ]
+        self.values = [torch.zeros_like(k) for k in self.keys]
+        self.length = 0
+
+    @staticmethod
+    def _plain(layer: Any) -> _Layer:
+        attn, mlp = layer.self_attention, layer.mlp
+        return _Layer(
+            _norm_weight(layer.input_layernorm),
+            attn.linear_qkv.weight,
+            attn.linear_qkv.bias,
+            attn.linear_proj.weight,
+            attn.linear_proj.bias,
+            _norm_weight(layer.pre_mlp_layernorm),
+            mlp.linear_fc1.weight,
+            mlp.linear_fc1.bias,
+            mlp.linear_fc2.weight,
+            mlp.linear_fc2.bias,
+        )
+
+    # ------------------------------------------------------------------ arithmetic of Megatron's modules
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """RMSNorm as the model's (torch) RMSNorm module: in the model's dtype when fp32, else via fp32."""
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, weight.shape, weight, self.eps)
+        return F.rms_norm(x.float(), weight.shape, weight.float(), self.eps).to(x.dtype)
+
+    @staticmethod
+    def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out = torch.matmul(x, weight.t())  # Megatron's own product (then + bias): bitwise alike
+        return out if bias is None else out + bias
+
+    # ------------------------------------------------------------------ rotary embeddings
+
+    def _fix_rope(self, key_valid: torch.Tensor, t: int) -> None:
+        """At prefill: each layer's per-row NTK alpha from the row's true length, capped by the layer's
+        window (kept for the rest of the sequence, as the released code keeps its cached alpha)."""
+        if not self.long_context.use_dynamic_ntk:
+            return
+        true_lengths = key_valid[:, :t].sum(dim=1).clamp(min=1).tolist()
+        for index, window in enumerate(self.windows):
+            alphas = tuple(
+                ntk_alpha(min(n, window) if window else n, self.train_length) for n in true_lengths
+            )
+            self.rope_keys[index] = _TABLE if all(a == 1 for a in alphas) else alphas
+
+    def _rope(self, key: Any, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [b, t, 1, 1, d] for the positions under one rope key."""
+        if key == _TABLE:
+            return self.cos_table[positions][:, :, None, None], self.sin_table[positions][:, :, None, None]
+        per_alpha = {
+            a: rope_inv_freq(ntk_base(self.rotary_base, a, self.rotary_dim), self.rotary_dim)
+            for a in set(key)
+        }
+        inv_freq = torch.stack([per_alpha[a] if a != 1 else self.inv_freq for a in key])  # [b, d/2]
+        angles = positions.to(torch.float32)[:, :, None] * inv_freq[:, None, :]
+        angles = torch.cat([angles, angles], dim=-1)
+        return angles.cos()[:, :, None, None], angles.sin()[:, :, None, None]
+
+    # ------------------------------------------------------------------ attention
+
+    def _attention(
+        self,
+        p: _Layer,
+        index: int,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        scale: Any,
+        mask: Any,
+        key_valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """x: [b, t, h] normed input; `scale` is None or the LogN query factors [b, t]; `mask` is the
+        full-attention mask of this step (bool, "causal" or None)."""
+        b, t, _ = x.shape
+        per, d = self.per, self.head_dim
+        cos, sin = rope
+        qkv = self._linear(x, p.qkv_w, p.qkv_b).view(b, t, self.groups, per + 2, d)  # Megatron's group layout
+        # RoPE (rotate-half, fp32) on the queries and keys of every group in one go: [b, t, g, per + 1, d]
+        qk = qkv[:, :, :, : per + 1].float()
+        x1, x2 = qk.chunk(2, dim=-1)
+        qk = (qk * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+        q = qk[:, :, :, :per].reshape(b, t, self.heads, d).transpose(1, 2).float()  # [b, heads, t, d]
+        if scale is not None:
+            q = q * scale[:, None, :, None]
+        new_k, new_v = qk[:, :, :, per].transpose(1, 2), qkv[:, :, :, per + 1].transpose(1, 2)  # [b, g, t, d]
+        window = self.windows[index]
+        if window:
+            keys, values, key_index = self._ring_update(index, new_k, new_v)
+        else:
+            end = self.length + t
+            self.keys[index][:, :, self.length : end] = new_k
+            self.values[index][:, :, self.length : end] = new_v
+            keys, values = self.keys[index][:, :, :end], self.values[index][:, :, :end]
+            key_index = None
+        if window or t > self.chunk:
+            out = self._chunked(q, keys, values, key_index, key_valid, window)
+        else:
+            out = self._sdpa(q, keys, values, mask)
+        out = out.to(x.dtype).transpose(1, 2).reshape(b, t, -1)  # [b, t, heads * d]
+        return self._linear(out, p.proj_w, p.proj_b)
+
+    def _ring_update(
+        self, index: int, new_k: torch.Tensor, new_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keys/values a windowed layer attends to this step (the cached ring, oldest first, then the new
+        ones) with their absolute indices; the ring keeps the newest `window` of them afterwards."""
+        cap, t = self.capacity[index], new_k.shape[2]
+        old_index = torch.arange(max(0, self.length - cap), self.length)
+        slots = old_index % cap
+        keys = torch.cat([self.keys[index][:, :, slots], new_k], dim=2)
+        values = torch.cat([self.values[index][:, :, slots], new_v], dim=2)
+        kept = min(t, cap)
+        write = torch.arange(self.length + t - kept, self.length + t) % cap
+        self.keys[index][:, :, write] = new_k[:, :, t - kept :]
+        self.values[index][:, :, write] = new_v[:, :, t - kept :]
+        return (
+            keys,
+            values,
+            torch.arange(int(old_index[0]) if len(old_index) else self.length, self.length + t),
+        )
+
+    def _sdpa(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: Any) -> torch.Tensor:
+        """softmax(q kᵀ/√d) v in fp32 (Megatron's attention_softmax_in_fp32); q: [b, heads, t, d]."""
+        if self.per > 1:  # grouped-query attention: each group's key/value serves `per` query heads
+            keys, values = keys.repeat_interleave(self.per, dim=1), values.repeat_interleave(self.per, dim=1)
+        keys, values = keys.float(), values.float()
+        if isinstance(mask, str):
+            return F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+
+    def _chunked(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        key_index: torch.Tensor | None,
+        key_valid: torch.Tensor,
+        window: int,
+    ) -> torch.Tensor:
+        """Attention in blocks of `chunk` queries, each over only the keys its window can reach."""
+        t = q.shape[2]
+        first_key = 0 if key_index is None else int(key_index[0])
+        outs = []
+        for start in range(0, t, self.chunk):
+            stop = min(t, start + self.chunk)
+            q_abs = torch.arange(self.length + start, self.length + stop)
+            lo = max(first_key, int(q_abs[0]) - window + 1) if window else first_key
+            hi = int(q_abs[-1]) + 1
+            mask = allowed_keys(q_abs, torch.arange(lo, hi), key_valid, window)
+            k, v = keys[:, :, lo - first_key : hi - first_key], values[:, :, lo - first_key : hi - first_key]
+            outs.append(self._sdpa(q[:, :, start:stop], k, v, mask))
+        return torch.cat(outs, dim=2)
+
+    def _mask(self, t: int, key_valid: torch.Tensor) -> Any:
+        """The full-attention mask of one step: None (all keys), "causal", or bool [b, 1, t, length + t]."""
+        if bool(key_valid.all()):
+            if t == 1:
+                return None  # one new token and no padding: it sees every cached key
+            if self.length == 0:
+                return "causal"  # an unpadded prompt: plain causal attention
+        if t == 1:  # one new token sees every valid cached key, and itself (no empty softmax row)
+            mask = key_valid.clone()
+            mask[:, -1] = True
+            return mask[:, None, None, :]
+        return allowed_keys(
+            torch.arange(self.length, self.length + t), torch.arange(self.length + t), key_valid, 0
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    @torch.inference_mode()
+    def hidden(self, ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
+        """ids, positions: [b, t] new tokens; key_valid: [b, length + t] (False on padding).
+        Returns the last layer's output before the final norm, [b, t, h], and advances the cache."""
+        t = ids.shape[1]
+        if self.length == 0:
+            self._fix_rope(key_valid, t)
+        mask = None if all(self.windows) and t <= self.chunk else self._mask(t, key_valid)
+        ropes: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+        lc = self.long_context
+        x = F.embedding(ids, self.embedding)  # [b, t, h]
+        for index, p in enumerate(self.layers):
+            key = self.rope_keys[index]
+            if key not in ropes:
+                ropes[key] = self._rope(key, positions)
+            scale = (
+                logn_factors(positions, self.train_length, self.windows[index]) if lc.use_logn_attn else None
+            )
+            attn = self._attention(p, index, self._norm(x, p.norm1), ropes[key], scale, mask, key_valid)
+            x = x + attn
+            hidden = self._linear(self._norm(x, p.norm2), p.fc1_w, p.fc1_b)
+            if self.gated:
+                gate, up = hidden.chunk(2, dim=-1)
+                hidden = self.activation(gate) * up
+            else:
+                hidden = self.activation(hidden)
+            x = x + self._linear(hidden, p.fc2_w, p.fc2_b)
+        self.length += t
+        return x
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final RMSNorm and LM head on hidden states [..., h] → fp32 logits [..., vocab rows]."""
+        return self._linear(self._norm(hidden, self.final_norm), self.output_w, self.output_b).float()
+
+    @torch.inference_mode()
+    def step(self, ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
+        """ids, positions: [b, t] new tokens; key_valid: [b, length + t] (False on padding).
+        Returns the logits of the last new token, [b, vocab rows]."""
+        return self.logits(self.hidden(ids, positions, key_valid)[:, -1])
