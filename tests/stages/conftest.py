@@ -20,8 +20,10 @@ SMALL = [
     "pretrain.train.save_interval=30",
     "pretrain.optimizer.warmup_iters=5",
     "evaluate.eval_iters=4",
+    "long_context.lengths=[0.5,1,2,4]",
+    "long_context.num_documents=2",
 ]
-ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "report")
+ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "report")
 
 
 class SmallRun:

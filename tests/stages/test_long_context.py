@@ -1,0 +1,100 @@
+"""Stage `long_context`: the Table-3-shaped perplexity table, its outputs, resumption cell by cell, and the
+same numbers from the model exported to Hugging Face format."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from qwen_hpc.model.long_context import SETTINGS
+from qwen_hpc.utils.io import read_json
+from tests.conftest import run_qwen
+
+LENGTHS = [64, 128, 256, 512]  # [0.5, 1, 2, 4] x the small run's seq_length 128
+
+
+def _beside(small_run, root) -> list[str]:
+    """Arguments for a second run of the stage in another root whose upstream folders are the small run's
+    (so trying other settings never supersedes the small run's own long_context folder)."""
+    run_dir = root / "small"
+    run_dir.mkdir(parents=True)
+    for stage in ("data", "tokenizer", "tokens", "pretrain"):
+        (run_dir / stage).symlink_to(small_run.run_dir / stage)
+    return [f"run.root={root}", *small_run.args()[1:]]
+
+
+@pytest.fixture(scope="module")
+def table(small_run) -> dict:
+    out = small_run.stage("long_context")
+    return read_json(out / "perplexity.json")
+
+
+def test_long_context_stage_writes_the_table_plot_and_wandb_table(small_run, table) -> None:
+    out = small_run.run_dir / "long_context"
+    assert table["train_length"] == 128 and table["lengths"] == LENGTHS
+    assert table["settings"] == list(SETTINGS) and table["documents"] == 2
+    assert table["layer_windows"] == [128, 256]  # tiny: one layer per step, doubling from L
+    for setting in SETTINGS:
+        row = table["perplexity"][setting]
+        assert all(math.isfinite(row[str(n)]) and row[str(n)] > 1 for n in LENGTHS)
+        # within the training length every option is inactive: the plain model's numbers, exactly
+        for n in (64, 128):
+            assert row[str(n)] == table["perplexity"]["plain"][str(n)]
+        assert table["relative_to_train_length"][setting]["128"] == pytest.approx(1.0)
+    assert table["tokens_per_length"] == {str(n): 2 * n for n in LENGTHS}
+    md = (out / "table.md").read_text()
+    assert md.count("\n") == 2 + len(SETTINGS) and "| dynamic_ntk+logn+window |" in md
+    assert (out / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    tables = [r for r in records if r.get("table") == "long_context/perplexity"]
+    assert (
+        tables and tables[-1]["columns"] == ["setting", *map(str, LENGTHS)] and len(tables[-1]["rows"]) == 4
+    )
+    assert list((out / "wandb").glob("**/*.wandb")), "the offline W&B run holds the table"
+    marker = read_json(out / "_SUCCESS.json")
+    assert marker["metrics"]["ppl/plain/512"] == pytest.approx(table["perplexity"]["plain"]["512"], rel=1e-4)
+
+
+def test_long_context_resumes_at_the_next_cell(small_run, table) -> None:
+    """A run stopped after some cells (as on preemption) scores only the missing ones when started again."""
+    out = small_run.run_dir / "long_context"
+    cells = (out / "cells.jsonl").read_text().splitlines()
+    assert len(cells) == len(SETTINGS) * len(LENGTHS)
+    (out / "_SUCCESS.json").unlink()
+    (out / "cells.jsonl").write_text("\n".join(cells[:-3]) + "\n")
+    proc = run_qwen(["long_context", *small_run.args()])
+    log = proc.stdout + proc.stderr
+    assert log.count(": perplexity ") == 3, log[-3000:]
+    again = read_json(out / "perplexity.json")
+    assert again["perplexity"] == table["perplexity"]
+    assert len((out / "cells.jsonl").read_text().splitlines()) == len(cells)
+
+
+def test_long_context_on_the_hf_exported_model_gives_the_same_table(small_run, table, tmp_path) -> None:
+    hf_dir = small_run.run_dir / "export_hf" / "hf"
+    if not hf_dir.is_dir():
+        run_qwen(["export-hf", *small_run.args()])
+    config = json.loads((hf_dir / "config.json").read_text())
+    assert config["qwen_hpc"]["long_context"]["window_layers_per_step"] == 1  # settings travel with the model
+    run_qwen(["long_context", *_beside(small_run, tmp_path), f"long_context.checkpoint={hf_dir}"])
+    exported = read_json(tmp_path / "small" / "long_context" / "perplexity.json")
+    assert exported["checkpoint"] == str(hf_dir)
+    for setting in SETTINGS:
+        for n in LENGTHS:
+            assert exported["perplexity"][setting][str(n)] == pytest.approx(
+                table["perplexity"][setting][str(n)], rel=1e-5
+            )
+
+
+def test_bad_long_context_settings_are_rejected_with_a_clear_error(small_run, table, tmp_path) -> None:
+    proc = run_qwen(["long_context", *small_run.args("long_context.settings=[plain,yarn]")], check=False)
+    assert proc.returncode == 2 and "yarn" in proc.stderr
+    args = [
+        *_beside(small_run, tmp_path),
+        "long_context.lengths=[1,1000]",
+    ]  # 128,000 tokens: no such document
+    proc = run_qwen(["long_context", *args], check=False)
+    assert proc.returncode != 0
+    assert "no held-out (valid) document" in proc.stdout + proc.stderr
