@@ -2,6 +2,10 @@
 
     qwen-hpc generate model=runs/tiny/export_hf/hf prompt='Once upon a time' max_new_tokens=64 temperature=0.7
     qwen-hpc chat model=runs/tiny/export_hf/hf [system='You are a helpful assistant.'] [temperature=0.7]
+    qwen-hpc generate model=... prompt=@long.txt dynamic_ntk=true logn=true window=true   # past seq_length
+
+`dynamic_ntk`, `logn` and `window` (Qwen §2.5) default to the model's own `long_context` settings (those in
+its config, e.g. true/true for the released 1.8B-14B sizes); `prompt=@file` reads the prompt from a file.
 
 `model` is an exported HF folder or an `import_hf` output folder. `generate` prints the text (and, with
 `logprobs=true`, one JSON line with ids and log-probs); `chat` keeps the ChatML history of the conversation
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from qwen_hpc.inference.generate import SamplingConfig
 
@@ -42,6 +48,23 @@ def _sampling(opts: dict[str, str], chat_stops: tuple[int, ...]) -> SamplingConf
     return SamplingConfig(**kwargs)
 
 
+_SWITCHES = {"dynamic_ntk": "use_dynamic_ntk", "logn": "use_logn_attn", "window": "use_window_attn"}
+
+
+def _long_context(opts: dict[str, str], defaults: Any) -> Any:
+    """The model's long-context settings with the command's `dynamic_ntk=`/`logn=`/`window=` applied."""
+    from dataclasses import replace
+
+    changes = {}
+    for key, field in _SWITCHES.items():
+        if key in opts:
+            value = opts.pop(key).lower()
+            if value not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{key}={value!r} must be true or false")
+            changes[field] = value in ("true", "1", "yes")
+    return replace(defaults, **changes)
+
+
 def main(command: str, args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(_USAGE)
@@ -54,19 +77,27 @@ def main(command: str, args: list[str]) -> int:
         return 2
     from qwen_hpc.inference.chat import chat_stop_ids, chatml_ids
     from qwen_hpc.inference.generate import Generator
-    from qwen_hpc.inference.loading import open_model
+    from qwen_hpc.inference.loading import open_model, open_model_config
     from qwen_hpc.model.hf_checkpoint import single_process_megatron
 
     with single_process_megatron():
         model, tokenizer = open_model(model_path)
         stops = chat_stop_ids(tokenizer) if command == "chat" else (tokenizer.eod_id,)
         prompt, system = opts.pop("prompt", ""), opts.pop("system", "You are a helpful assistant.")
+        if prompt.startswith("@"):
+            prompt = Path(prompt[1:]).read_text(encoding="utf-8")
+        model_cfg = open_model_config(model_path)
+        try:
+            long_context = _long_context(opts, model_cfg.long_context)
+        except ValueError as exc:
+            print(f"qwen-hpc {command}: {exc}", file=sys.stderr)
+            return 2
         want_logprobs = opts.pop("logprobs", "false").lower() in ("1", "true", "yes")
         sampling = _sampling(opts, stops)
         if opts:
             print(f"qwen-hpc {command}: unknown options {sorted(opts)}", file=sys.stderr)
             return 2
-        generator = Generator(model, tokenizer)
+        generator = Generator(model, tokenizer, long_context=long_context, train_length=model_cfg.seq_length)
         if command == "generate":
             if not prompt:
                 print("qwen-hpc generate: needs prompt='...'", file=sys.stderr)

@@ -98,3 +98,27 @@ def test_bad_long_context_settings_are_rejected_with_a_clear_error(small_run, ta
     proc = run_qwen(["long_context", *args], check=False)
     assert proc.returncode != 0
     assert "no held-out (valid) document" in proc.stdout + proc.stderr
+
+
+def test_generate_command_takes_the_long_context_switches(small_run, table, tmp_path) -> None:
+    hf_dir = small_run.run_dir / "export_hf" / "hf"
+    if not hf_dir.is_dir():
+        run_qwen(["export-hf", *small_run.args()])
+    prompt = tmp_path / "long.txt"
+    prompt.write_text("def f(x):\n    return x + 1\n\n" * 40)  # well past the 128-token training length
+    logprobs = {}
+    for flags in ((), ("dynamic_ntk=true", "logn=true", "window=true")):
+        args = [
+            "generate",
+            f"model={hf_dir}",
+            f"prompt=@{prompt}",
+            "max_new_tokens=3",
+            "logprobs=true",
+            *flags,
+        ]
+        logprobs[flags] = json.loads(run_qwen(args).stdout.strip().splitlines()[-1])["logprobs"]
+    assert len(set(map(tuple, logprobs.values()))) == 2, (
+        "the switches change the model past its training length"
+    )
+    bad = run_qwen(["generate", f"model={hf_dir}", "prompt=x", "logn=maybe"], check=False)
+    assert bad.returncode == 2 and "logn='maybe' must be true or false" in bad.stderr
