@@ -209,6 +209,9 @@ class KVCacheDecoder:
             q = q * scale[:, None, :, None]
         new_k, new_v = qk[:, :, :, per].transpose(1, 2), qkv[:, :, :, per + 1].transpose(1, 2)  # [b, g, t, d]
         window = self.windows[index]
+        if window and t == 1:  # decoding: the ring already is the window, in any order
+            out = self._ring_decode(index, q, new_k, new_v, key_valid)
+            return self._linear(out.to(x.dtype).transpose(1, 2).reshape(b, t, -1), p.proj_w, p.proj_b)
         if window:
             keys, values, key_index = self._ring_update(index, new_k, new_v)
         else:
@@ -243,6 +246,25 @@ class KVCacheDecoder:
             values,
             torch.arange(int(old_index[0]) if len(old_index) else self.length, self.length + t),
         )
+
+    def _ring_decode(
+        self, index: int, q: torch.Tensor, new_k: torch.Tensor, new_v: torch.Tensor, key_valid: torch.Tensor
+    ) -> torch.Tensor:
+        """One new token of a windowed layer: written into its ring slot, then attention over the filled
+        slots as they lie (softmax does not care about key order; RoPE is already in the keys)."""
+        cap = self.capacity[index]
+        slot = self.length % cap
+        self.keys[index][:, :, slot] = new_k[:, :, 0]
+        self.values[index][:, :, slot] = new_v[:, :, 0]
+        filled = min(self.length + 1, cap)
+        mask = None
+        if not bool(key_valid.all()):  # the absolute index each slot holds, for the padding mask
+            slots = torch.arange(filled)
+            held = self.length - (self.length - slots) % cap
+            mask = key_valid[:, held]
+            mask[:, slot] = True  # a padding query still sees itself
+            mask = mask[:, None, None, :]
+        return self._sdpa(q, self.keys[index][:, :, :filled], self.values[index][:, :, :filled], mask)
 
     def _sdpa(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: Any) -> torch.Tensor:
         """softmax(q kᵀ/√d) v in fp32 (Megatron's attention_softmax_in_fp32); q: [b, heads, t, d]."""

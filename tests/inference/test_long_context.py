@@ -136,3 +136,17 @@ def test_long_context_needs_the_cache_path(models, tokenizer) -> None:
     gen = Generator(models[0], tokenizer, long_context=LongContextConfig(use_logn_attn=True))
     with pytest.raises(ValueError, match="use_cache=True"):
         gen.generate_ids([[1, 2, 3]], SamplingConfig(max_new_tokens=2), use_cache=False)
+
+
+def test_windowed_generation_with_left_padding_equals_each_prompt_alone(models, tokenizer) -> None:
+    lc = LongContextConfig(
+        use_dynamic_ntk=True, use_logn_attn=True, use_window_attn=True, layer_windows=[50, 0]
+    )
+    gen = Generator(models[0], tokenizer, long_context=lc)
+    prompts = [_ids(300, seed=9)[0].tolist(), _ids(30, seed=10)[0].tolist(), _ids(140, seed=11)[0].tolist()]
+    greedy = SamplingConfig(max_new_tokens=8)
+    together = gen.generate_ids(prompts, greedy)
+    for prompt, batched in zip(prompts, together, strict=True):
+        alone = gen.generate_ids([prompt], greedy)[0]
+        assert alone.token_ids == batched.token_ids
+        assert max(abs(x - y) for x, y in zip(alone.logprobs, batched.logprobs, strict=True)) <= 1e-4
