@@ -51,6 +51,11 @@ class ModelConfig:
         if isinstance(self.long_context, dict):  # read back from model_config.json
             self.long_context = LongContextConfig(**self.long_context)
         _require(bool(self.name), "model.name must be a non-empty string")
+        windows = self.long_context.layer_windows
+        _require(
+            not windows or len(windows) == self.num_layers,
+            f"model.long_context.layer_windows has {len(windows)} entries; the model has {self.num_layers} layers",
+        )
         for field in (
             "num_layers",
             "hidden_size",

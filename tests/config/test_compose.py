@@ -51,6 +51,11 @@ def test_every_model_composes(model: str) -> None:
         ("tokenizer.vocab_size=100", "tokenizer.vocab_size"),
         ("data.shard_max_docs=0", "shard_max_docs"),
         ("run.name=a/b", "run.name"),
+        ("model.long_context.layer_windows=[64,128,256]", "model.long_context.layer_windows"),
+        ("model.long_context.window_growth=0.5", "long_context.window_growth"),
+        ("long_context.settings=[plain,yarn]", "long_context.settings"),
+        ("long_context.lengths=[0,1]", "long_context.lengths"),
+        ("long_context.held_out=train", "long_context.held_out"),
     ],
 )
 def test_bad_override_is_rejected_naming_the_key(override: str, names: str) -> None:
