@@ -89,7 +89,7 @@ def sequence_nll(
         total += float(
             F.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]),
-                targets[:, start : start + head_chunk].reshape(-1),
+                targets[:, start : start + head_chunk].reshape(-1).to(logits.device),
                 reduction="sum",
             )
         )

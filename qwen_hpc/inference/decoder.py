@@ -106,7 +106,8 @@ class KVCacheDecoder:
         self.inv_freq = model.rotary_pos_emb.inv_freq.float()
         self.rotary_dim = 2 * self.inv_freq.numel()
         self.rotary_base = float(getattr(model, "rotary_base", 10000.0))
-        angles = torch.arange(max_len, dtype=torch.float32)[:, None] * self.inv_freq
+        self.device = self.embedding.device  # caches, tables and masks live with the weights (CPU or GPU)
+        angles = torch.arange(max_len, dtype=torch.float32, device=self.device)[:, None] * self.inv_freq
         angles = torch.cat([angles, angles], dim=-1)
         self.cos_table, self.sin_table = angles.cos(), angles.sin()
         # long context
@@ -121,7 +122,8 @@ class KVCacheDecoder:
         dtype = self.embedding.dtype
         self.capacity = [w or max_len for w in self.windows]
         self.keys = [
-            torch.zeros(batch, self.groups, cap, self.head_dim, dtype=dtype) for cap in self.capacity
+            torch.zeros(batch, self.groups, cap, self.head_dim, dtype=dtype, device=self.device)
+            for cap in self.capacity
         ]
         self.values = [torch.zeros_like(k) for k in self.keys]
         self.length = 0
@@ -174,7 +176,7 @@ class KVCacheDecoder:
         if key == _TABLE:
             return self.cos_table[positions][:, :, None, None], self.sin_table[positions][:, :, None, None]
         per_alpha = {
-            a: rope_inv_freq(ntk_base(self.rotary_base, a, self.rotary_dim), self.rotary_dim)
+            a: rope_inv_freq(ntk_base(self.rotary_base, a, self.rotary_dim), self.rotary_dim).to(self.device)
             for a in set(key)
         }
         inv_freq = torch.stack([per_alpha[a] if a != 1 else self.inv_freq for a in key])  # [b, d/2]
@@ -233,18 +235,18 @@ class KVCacheDecoder:
         """Keys/values a windowed layer attends to this step (the cached ring, oldest first, then the new
         ones) with their absolute indices; the ring keeps the newest `window` of them afterwards."""
         cap, t = self.capacity[index], new_k.shape[2]
-        old_index = torch.arange(max(0, self.length - cap), self.length)
+        old_index = torch.arange(max(0, self.length - cap), self.length, device=self.device)
         slots = old_index % cap
         keys = torch.cat([self.keys[index][:, :, slots], new_k], dim=2)
         values = torch.cat([self.values[index][:, :, slots], new_v], dim=2)
         kept = min(t, cap)
-        write = torch.arange(self.length + t - kept, self.length + t) % cap
+        write = torch.arange(self.length + t - kept, self.length + t, device=self.device) % cap
         self.keys[index][:, :, write] = new_k[:, :, t - kept :]
         self.values[index][:, :, write] = new_v[:, :, t - kept :]
         return (
             keys,
             values,
-            torch.arange(int(old_index[0]) if len(old_index) else self.length, self.length + t),
+            torch.arange(max(0, self.length - cap), self.length + t, device=self.device),
         )
 
     def _ring_decode(
@@ -259,7 +261,7 @@ class KVCacheDecoder:
         filled = min(self.length + 1, cap)
         mask = None
         if not bool(key_valid.all()):  # the absolute index each slot holds, for the padding mask
-            slots = torch.arange(filled)
+            slots = torch.arange(filled, device=self.device)
             held = self.length - (self.length - slots) % cap
             mask = key_valid[:, held]
             mask[:, slot] = True  # a padding query still sees itself
@@ -290,10 +292,10 @@ class KVCacheDecoder:
         outs = []
         for start in range(0, t, self.chunk):
             stop = min(t, start + self.chunk)
-            q_abs = torch.arange(self.length + start, self.length + stop)
+            q_abs = torch.arange(self.length + start, self.length + stop, device=self.device)
             lo = max(first_key, int(q_abs[0]) - window + 1) if window else first_key
             hi = int(q_abs[-1]) + 1
-            mask = allowed_keys(q_abs, torch.arange(lo, hi), key_valid, window)
+            mask = allowed_keys(q_abs, torch.arange(lo, hi, device=self.device), key_valid, window)
             k, v = keys[:, :, lo - first_key : hi - first_key], values[:, :, lo - first_key : hi - first_key]
             outs.append(self._sdpa(q[:, :, start:stop], k, v, mask))
         return torch.cat(outs, dim=2)
@@ -310,7 +312,10 @@ class KVCacheDecoder:
             mask[:, -1] = True
             return mask[:, None, None, :]
         return allowed_keys(
-            torch.arange(self.length, self.length + t), torch.arange(self.length + t), key_valid, 0
+            torch.arange(self.length, self.length + t, device=self.device),
+            torch.arange(self.length + t, device=self.device),
+            key_valid,
+            0,
         )
 
     # ------------------------------------------------------------------ forward
@@ -319,6 +324,7 @@ class KVCacheDecoder:
     def hidden(self, ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
         """ids, positions: [b, t] new tokens; key_valid: [b, length + t] (False on padding).
         Returns the last layer's output before the final norm, [b, t, h], and advances the cache."""
+        ids, positions, key_valid = (x.to(self.device) for x in (ids, positions, key_valid))
         t = ids.shape[1]
         if self.length == 0:
             self._fix_rope(key_valid, t)

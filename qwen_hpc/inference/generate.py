@@ -176,7 +176,7 @@ class Generator:
         def forward(ids: torch.Tensor, valid: torch.Tensor, cur: int) -> torch.Tensor:
             start = decoder.length
             positions = (torch.arange(start, cur)[None, :] - pads[:, None]).clamp(min=0)
-            return decoder.step(ids[:, start:cur], positions, valid[:, :cur])
+            return decoder.step(ids[:, start:cur], positions, valid[:, :cur]).cpu()  # sampling runs on CPU
 
         return forward
 
