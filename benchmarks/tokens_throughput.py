@@ -5,8 +5,10 @@ Both sides use the official `qwen.tiktoken` vocabulary (151,851 ids: int32 datas
   raw    the documents (NFC-normalized) in memory, one `encode_ordinary_batch(texts, num_threads=cores)` call,
          the Encoding built before the clock starts;
   stage  `qwen_hpc.stages.tokens.run` on a data-stage-like folder (JSONL shards + manifest): plan one task
-         per shard, a process pool of `cores` workers (each loads the vocabulary, reads JSON, NFC-checks,
-         encodes, writes its part), merge into one Megatron `.bin/.idx` per source, write the blend.
+         per shard, run them on `cores` workers (two threads of the stage's process, any more spawned
+         processes; each loads the vocabulary once, reads JSON, NFC-checks, encodes, writes its part),
+         merge into one Megatron `.bin/.idx` per source, write the blend. Every round starts with no
+         vocabulary cached in the process, as a fresh stage process does.
 Tokens are counted without the end-of-document ids the stage appends. The two alternate for
 `--rounds` rounds and the best time of each is compared (the machine may be shared). The corpus is the one of
 benchmarks/bpe_train.py (the offline dataset bundle topped up with the embedded corpus).
@@ -57,6 +59,7 @@ def time_rounds(enc, docs, cfg, run_dir: Path, cores: int, rounds: int):
     token counts (the stage's without eod ids) and the MB of .bin written."""
     from qwen_hpc.stages import tokens as tokens_stage
     from qwen_hpc.stages.base import StageContext
+    from qwen_hpc.tokenizer.indexed import forget_cached_tokenizer
 
     stage_dir = run_dir / "tokens"
     raw_times, stage_times = [], []
@@ -66,6 +69,7 @@ def time_rounds(enc, docs, cfg, run_dir: Path, cores: int, rounds: int):
         raw_times.append(time.perf_counter() - start)
 
         stage_dir.mkdir()
+        forget_cached_tokenizer()  # every round loads the vocabulary in this process, as a fresh stage would
         ctx = StageContext(name="tokens", stage_dir=stage_dir, run_dir=run_dir)
         start = time.perf_counter()
         result = tokens_stage.run(cfg, ctx)

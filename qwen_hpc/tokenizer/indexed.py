@@ -25,6 +25,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -68,7 +69,9 @@ class ShardTask:
     """One unit of parallel work: encode `shard` into its own `<out_prefix>.bin/.idx` part.
 
     Plain strings only, so a task pickles cheaply to a process pool or a Slurm array task; the worker
-    loads the tokenizer from `ranks` + `special_tokens` itself (once per process).
+    loads the tokenizer from `ranks` + `special_tokens` itself (once per process: `cached_tokenizer`).
+    `dtype` None means the smallest for the vocabulary (`smallest_dtype`), so that tasks can be planned,
+    and handed out, before the planning process has loaded the vocabulary.
     """
 
     shard: str
@@ -78,7 +81,7 @@ class ShardTask:
     special_tokens: str | None
     num_extra_special: int = NUM_EXTRA_SPECIAL
     append_eod: bool = True
-    dtype: str = "<u2"  # numpy dtype string of the token ids
+    dtype: str | None = None  # numpy dtype string of the token ids
 
     @property
     def marker(self) -> Path:
@@ -91,11 +94,14 @@ def plan_shard_tasks(
     text_key: str,
     files: TokenizerFiles,
     *,
-    dtype: Any,
+    dtype: Any = None,
     append_eod: bool = True,
     num_extra_special: int = NUM_EXTRA_SPECIAL,
 ) -> list[ShardTask]:
-    """One task per shard, in shard order, each writing `<parts_dir>/<index>.bin/.idx/.json`."""
+    """One task per shard, in shard order, each writing `<parts_dir>/<index>.bin/.idx/.json`.
+
+    `dtype` None: each task stores the smallest dtype for the vocabulary (what `smallest_dtype` of the
+    loaded tokenizer's n_vocab gives), without loading the vocabulary here."""
     for p in shards:
         if not Path(p).is_file():
             raise FileNotFoundError(f"input shard {p} does not exist")
@@ -108,7 +114,7 @@ def plan_shard_tasks(
             special_tokens=None if files.special_tokens is None else str(files.special_tokens),
             num_extra_special=num_extra_special,
             append_eod=append_eod,
-            dtype=np.dtype(dtype).str,
+            dtype=None if dtype is None else np.dtype(dtype).str,
         )
         for i, p in enumerate(shards)
     ]
@@ -126,7 +132,7 @@ def encode_shard_task(task: ShardTask) -> dict[str, Any]:
     if task.marker.is_file():
         return read_json(task.marker)
     start = time.perf_counter()
-    tokenizer = _tokenizer_for(task.ranks, task.special_tokens, task.num_extra_special)
+    tokenizer = cached_tokenizer(TokenizerFiles(task.ranks, task.special_tokens), task.num_extra_special)
     result = encode_shard(task.shard, task.text_key, tokenizer, append_eod=task.append_eod, dtype=task.dtype)
     Path(task.out_prefix).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(task.out_prefix + ".bin") as tmp_bin:
@@ -359,15 +365,43 @@ def summarize(
 
 # --------------------------------------------------------------------------- internals
 
-_TOKENIZERS: dict[tuple[str, str | None, int], QwenTokenizer] = {}
+_CACHED: tuple[tuple[Any, ...], QwenTokenizer] | None = None
+_CACHE_LOCK = threading.Lock()
 
 
-def _tokenizer_for(ranks: str, special_tokens: str | None, num_extra: int) -> QwenTokenizer:
-    """One tokenizer per process and file set (a 151k vocabulary takes a second to load)."""
-    key = (ranks, special_tokens, num_extra)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = TokenizerFiles(ranks, special_tokens).load(num_extra)
-    return _TOKENIZERS[key]
+def cached_tokenizer(files: TokenizerFiles, num_extra_special: int = NUM_EXTRA_SPECIAL) -> QwenTokenizer:
+    """The tokenizer of `files`, loaded once per process and reused by every later task and caller.
+
+    Loading the 151k-entry `qwen.tiktoken` and building its tiktoken Encoding costs ~0.4 s; a pool worker
+    or Slurm array element that encodes several shards, and the `tokens` stage's own process (which
+    encodes shards too, then needs the vocabulary's size and eod id), pay it once. Keyed by the files'
+    paths *and* identity (inode, size, mtime): a tokenizer rewritten at the same path (a rerun tokenizer
+    stage in a long-lived process) is loaded again, never served stale. One entry: a process encodes with
+    one vocabulary at a time, and a 151k vocabulary is large enough not to keep several alive.
+    """
+    global _CACHED
+    key = (_identity(files.ranks), _identity(files.special_tokens), num_extra_special)
+    with _CACHE_LOCK:  # threads of one process (`process_pool_map`'s caller threads) load it once
+        if _CACHED is None or _CACHED[0] != key:
+            tokenizer = files.load(num_extra_special)
+            tokenizer.encoding  # noqa: B018 -- build tiktoken's Encoding now, once, not on the first encode
+            _CACHED = (key, tokenizer)
+        return _CACHED[1]
+
+
+def forget_cached_tokenizer() -> None:
+    """Drop this process's cached tokenizer (`cached_tokenizer`): benchmarks call it so that each timed
+    run pays the vocabulary load, as a fresh stage process does."""
+    global _CACHED
+    with _CACHE_LOCK:
+        _CACHED = None
+
+
+def _identity(path: Path | None) -> tuple[Any, ...] | None:
+    if path is None:
+        return None
+    st = path.stat()
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def encode_shard(

@@ -107,3 +107,48 @@ def test_slurm_array_gives_the_same_dataset_as_processes(small_run, require_slur
             Path(f"{prefixes['local']}{ext}").read_bytes() == Path(f"{prefixes['slurm']}{ext}").read_bytes()
         )
     assert len(IndexedDataset(str(prefixes["slurm"]))) == sum(s.documents for s in sources)
+
+
+def test_local_workers_write_what_one_loop_writes(small_run, tmp_path) -> None:
+    """launcher=local (two threads of the stage's process plus one spawned process, shards handed out
+    largest first) and launcher=debug (one loop in shard order) write byte-identical datasets and blends,
+    with every document counted once."""
+    from qwen_hpc.config.schema import QwenConfig
+    from qwen_hpc.data.manifest import read_manifest
+    from qwen_hpc.stages import tokens as tokens_stage
+    from qwen_hpc.stages.base import StageContext
+    from qwen_hpc.tokenizer.indexed import forget_cached_tokenizer, iter_jsonl_texts
+
+    small_run.stage("tokenizer")
+    sources, text_key = read_manifest(small_run.run_dir / "data" / "manifest.json")
+    texts = [t for s in sources for shard in s.shards for t in iter_jsonl_texts(shard, text_key)]
+    assert len(texts) >= 83
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run.run_dir / "tokenizer", run_dir / "tokenizer")
+    (run_dir / "data" / "shards").mkdir(parents=True)
+    manifest, start = [], 0
+    for name, sizes in (("a", [3, 30, 1, 15]), ("b", [20, 2, 12])):  # uneven: largest-first reorders them
+        shards = []
+        for size in sizes:
+            rel = f"shards/{name}-{len(shards)}.jsonl"
+            lines = (json.dumps({"text": t}) + "\n" for t in texts[start : start + size])
+            (run_dir / "data" / rel).write_text("".join(lines), encoding="utf-8")
+            shards.append(rel)
+            start += size
+        manifest.append({"name": name, "shards": shards, "documents": sum(sizes), "weight": 1.0})
+    (run_dir / "data" / "manifest.json").write_text(json.dumps({"text_key": "text", "sources": manifest}))
+
+    outputs = {}
+    for kind in ("debug", "local"):
+        cfg = QwenConfig()
+        cfg.tokenizer.name, cfg.launcher.kind, cfg.tokens.workers = "qwen_tiny", kind, 3
+        forget_cached_tokenizer()
+        stage_dir = run_dir / "tokens"
+        stage_dir.mkdir()
+        result = tokens_stage.run(cfg, StageContext(name="tokens", stage_dir=stage_dir, run_dir=run_dir))
+        assert result.metrics["documents"] == start and result.metrics["shards"] == 7
+        assert not (stage_dir / "parts").exists()
+        outputs[kind] = stage_dir.rename(run_dir / f"tokens-{kind}")
+    for name in ("a.bin", "a.idx", "b.bin", "b.idx", "blend.json"):
+        assert (outputs["debug"] / name).read_bytes() == (outputs["local"] / name).read_bytes(), name
+    assert len(IndexedDataset(str(outputs["local"] / "b"))) == 20 + 2 + 12

@@ -155,3 +155,33 @@ def test_index_is_byte_identical_to_megatrons_builder(tmp_path, dtype):
     builder.finalize(str(tmp_path / "theirs.idx"))
     write_megatron_index(tmp_path / "ours.idx", np.array([len(d) for d in docs]), dtype)
     assert (tmp_path / "ours.idx").read_bytes() == (tmp_path / "theirs.idx").read_bytes()
+
+
+def test_tasks_planned_without_a_dtype_store_the_vocabularys_smallest(tmp_path, shards, tiny_tokenizer):
+    """The `tokens` stage plans before it reads the vocabulary: each task then picks the dtype itself."""
+    from qwen_hpc.tokenizer.indexed import encode_shard_task, merge_parts, plan_shard_tasks
+
+    paths, _ = shards
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    tasks = plan_shard_tasks(paths, tmp_path / "parts", "text", files)
+    assert {t.dtype for t in tasks} == {None}
+    for task in tasks:
+        encode_shard_task(task)
+    merge_parts([t.out_prefix for t in tasks], tmp_path / "planned", np.uint16)
+    encode_jsonl_to_indexed(paths, "text", *files_args(files), tmp_path / "helper", progress=False)
+    for ext in (".bin", ".idx"):
+        assert (tmp_path / f"planned{ext}").read_bytes() == (tmp_path / f"helper{ext}").read_bytes()
+
+
+def test_cached_tokenizer_is_loaded_once_and_again_when_its_files_change(tmp_path, tiny_tokenizer):
+    from qwen_hpc.tokenizer.encoding import QwenTokenizer
+    from qwen_hpc.tokenizer.indexed import cached_tokenizer, forget_cached_tokenizer
+
+    files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
+    first = cached_tokenizer(files)
+    assert cached_tokenizer(files) is first and first.n_vocab == tiny_tokenizer.n_vocab
+    forget_cached_tokenizer()
+    assert cached_tokenizer(files) is not first
+    smaller = QwenTokenizer({bytes([b]): b for b in range(256)}, name="bytes")
+    smaller.save(tmp_path / "tok", "tiny")  # another vocabulary at the same paths (a rerun tokenizer stage)
+    assert cached_tokenizer(files).n_vocab == smaller.n_vocab != tiny_tokenizer.n_vocab
