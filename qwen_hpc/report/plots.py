@@ -11,6 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed (pyplot keeps every open one alive)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _smooth(values: Sequence[float], window: int) -> list[float]:
     out, acc = [], []
     for v in values:
@@ -45,11 +54,7 @@ def loss_curve_png(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def perplexity_vs_length_png(table: dict[str, dict[int, float]], train_length: int, *, title: str) -> bytes:
@@ -69,8 +74,4 @@ def perplexity_vs_length_png(table: dict[str, dict[int, float]], train_length: i
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)

@@ -46,3 +46,14 @@ def hf_model(seed: int = 0, init: float = 0.1):
             if name.endswith("bias") or "norm" in name:
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
     return model
+
+
+def assert_batched_equals_alone(generator, prompts: list, sampling) -> list:
+    """Left padding is invisible: each prompt generated in the batch gives the tokens (and log-probs to
+    1e-4) it gives alone. Returns the batched generations."""
+    together = generator.generate_ids(prompts, sampling)
+    for prompt, batched in zip(prompts, together, strict=True):
+        alone = generator.generate_ids([prompt], sampling)[0]
+        assert alone.token_ids == batched.token_ids
+        assert max(abs(x - y) for x, y in zip(alone.logprobs, batched.logprobs, strict=True)) <= 1e-4
+    return together

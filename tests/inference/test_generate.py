@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qwen_hpc.inference.generate import Generator, SamplingConfig, process_logits
+from tests.inference.helpers import assert_batched_equals_alone
 
 PROMPTS = [
     "The quick brown fox",
@@ -58,12 +59,9 @@ def test_seeded_sampling_is_deterministic_and_left_padding_is_invisible(models, 
     assert [g.token_ids for g in first] == [g.token_ids for g in again]
     other = gen.generate(PROMPTS, SamplingConfig(**{**SAMPLED.__dict__, "seed": 12}))
     assert [g.token_ids for g in other] != [g.token_ids for g in first]
-    greedy = SamplingConfig(max_new_tokens=10)
-    batched = gen.generate(PROMPTS, greedy)
-    for prompt, together in zip(PROMPTS, batched, strict=True):
-        alone = gen.generate([prompt], greedy)[0]
-        assert alone.token_ids == together.token_ids
-        assert max(abs(x - y) for x, y in zip(alone.logprobs, together.logprobs, strict=True)) <= 1e-4
+    assert_batched_equals_alone(
+        gen, [tokenizer.encode(p) for p in PROMPTS], SamplingConfig(max_new_tokens=10)
+    )
 
 
 def test_stop_token_ids_and_stop_strings(models, tokenizer) -> None:

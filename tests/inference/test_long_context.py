@@ -8,6 +8,7 @@ import torch
 from qwen_hpc.inference.decoder import KVCacheDecoder
 from qwen_hpc.inference.generate import Generator, SamplingConfig
 from qwen_hpc.model.long_context import LongContextConfig
+from tests.inference.helpers import assert_batched_equals_alone
 
 TRAIN = 128  # the fixture model's seq_length (its HF max_position_embeddings)
 ALL_ON = LongContextConfig(
@@ -111,11 +112,7 @@ def test_dynamic_ntk_alpha_is_per_row_and_fixed_at_prefill(models, tokenizer) ->
         model, tokenizer, long_context=LongContextConfig(use_dynamic_ntk=True, use_logn_attn=True)
     )
     greedy = SamplingConfig(max_new_tokens=6)
-    together = gen.generate_ids(prompts, greedy)
-    for prompt, batched in zip(prompts, together, strict=True):
-        alone = gen.generate_ids([prompt], greedy)[0]
-        assert alone.token_ids == batched.token_ids
-        assert max(abs(x - y) for x, y in zip(alone.logprobs, batched.logprobs, strict=True)) <= 1e-4
+    together = assert_batched_equals_alone(gen, prompts, greedy)
     plain = Generator(model, tokenizer).generate_ids(prompts[:1], greedy)[0]
     assert plain.logprobs != together[0].logprobs  # past the training length the options change the model
 
@@ -144,9 +141,4 @@ def test_windowed_generation_with_left_padding_equals_each_prompt_alone(models, 
     )
     gen = Generator(models[0], tokenizer, long_context=lc)
     prompts = [_ids(300, seed=9)[0].tolist(), _ids(30, seed=10)[0].tolist(), _ids(140, seed=11)[0].tolist()]
-    greedy = SamplingConfig(max_new_tokens=8)
-    together = gen.generate_ids(prompts, greedy)
-    for prompt, batched in zip(prompts, together, strict=True):
-        alone = gen.generate_ids([prompt], greedy)[0]
-        assert alone.token_ids == batched.token_ids
-        assert max(abs(x - y) for x, y in zip(alone.logprobs, batched.logprobs, strict=True)) <= 1e-4
+    assert_batched_equals_alone(gen, prompts, SamplingConfig(max_new_tokens=8))
