@@ -125,45 +125,41 @@ def test_generate_command_takes_the_long_context_switches(small_run, table, tmp_
     assert bad.returncode == 2 and "logn='maybe' must be true or false" in bad.stderr
 
 
-def test_table3_shape_on_a_tiny_model_trained_at_128(small_run, table, tmp_path) -> None:
-    """Table 3 at toy scale: the 2-layer model trained for 2,000 steps at L = 128 on the small run's corpus
-    (byte-level BPE of 768 merges, so the model must use long spans), scored on held-out documents.
+def test_table3_shape_on_the_tiny_model_trained_at_128(tmp_path) -> None:
+    """Table 3 at toy scale: the 2-layer `tiny` model trained 3,000 steps (about 1.4 epochs) at L = 128 on the
+    whole embedded corpus, tokenized with 768 merges so that documents are long and the model must use long
+    spans; scored on 8 held-out documents.
 
-    Measured (2 documents): plain 8L = 2.66x its L perplexity and 16L = 3.8x; +NTK+LogN 1.42x at 8L; +window
-    0.94x. The paper's shape (plain >= 3x at 8L while NTK+LogN stays within 1.3x) is only partly reached at
-    this scale — the plain blow-up still grows with training (1.8x, 2.4x, 2.7x at 1,000/1,500/2,000 steps)
-    while NTK alone drifts up (1.20x, 1.33x, 1.42x): with 16 rotary frequencies, the 15x base stretch at 8L
-    leaves the middle ones out of their trained range. Window attention holds it, as in the paper's last row.
-    The bounds below keep a margin under those numbers (training differs in the last bits across cores).
+    Measured (2 cores): plain at 8L = 3.83x its perplexity at L (16L: 4.24x); + NTK + LogN 1.90x at 8L;
+    + window 1.36x at 8L and 1.17x at 16L. The plain model breaks as the paper's does, windows hold it; dynamic
+    NTK + LogN alone removes half the damage but does not stay within the paper's 1.3x at this scale: the
+    toy's heads have 16 rotary frequencies (Qwen's 64), and the 15x base stretch at 8L leaves the middle ones
+    outside the range they were trained on. The bounds keep a margin under the measured numbers (training
+    differs in the last bits across machines and thread counts).
     """
-    drop = {
-        "pretrain.train.train_iters",
-        "pretrain.train.eval_interval",
-        "pretrain.train.save_interval",
-        "pretrain.optimizer.warmup_iters",
-        "long_context.lengths",
-    }
-    args = _beside(small_run, tmp_path, upstream=("data", "tokenizer", "tokens"), drop=drop)
-    train = [
-        "pretrain.train.train_iters=2000",
+    args = [
+        f"run.root={tmp_path}",
+        "launcher=debug",
+        "tokenizer.vocab_size=768",
+        "pretrain.train.train_iters=3000",
         "pretrain.train.eval_interval=0",
         "pretrain.train.save_interval=0",
+        "long_context.num_documents=8",
     ]
-    run_qwen(["pretrain", *args, *train], timeout=1800)
-    run_qwen(["long_context", *args, *train, "long_context.lengths=[0.5,1,2,4,8,16]"])
-    result = read_json(tmp_path / "small" / "long_context" / "perplexity.json")
+    for stage in ("data", "tokenizer", "tokens", "pretrain", "long_context"):
+        run_qwen([stage, *args], timeout=1800)
+    result = read_json(tmp_path / "tiny" / "long_context" / "perplexity.json")
+    assert result["documents"] == 8 and result["lengths"] == [64, 128, 256, 512, 1024, 2048]
     ppl = {s: {int(n): v for n, v in row.items()} for s, row in result["perplexity"].items()}
     at_l = ppl["plain"][128]
-    assert all(ppl[s][128] == at_l for s in SETTINGS)
-    # the plain model breaks past its training length, more the further it goes
-    assert ppl["plain"][1024] >= 2.0 * at_l and ppl["plain"][2048] >= 3.0 * at_l
-    assert ppl["plain"][256] < ppl["plain"][1024] < ppl["plain"][2048]
-    # dynamic NTK + LogN removes most of it; + layer-wise windows keeps 8L and 16L within 1.3x of L
+    assert all(ppl[s][n] == ppl["plain"][n] for s in SETTINGS for n in (64, 128))
+    # the plain model breaks past its training length: >= 3x at 8L (the paper's shape), worse with length
+    assert ppl["plain"][1024] >= 3.0 * at_l and ppl["plain"][2048] >= 3.0 * at_l
+    assert at_l < ppl["plain"][256] < ppl["plain"][512] < ppl["plain"][1024]
+    # dynamic NTK + LogN removes much of it; + layer-wise windows keeps 16L within 1.3x of L
     for n in (512, 1024, 2048):
-        assert ppl["dynamic_ntk+logn"][n] < 0.75 * ppl["plain"][n]
+        assert ppl["dynamic_ntk+logn"][n] < 0.7 * ppl["plain"][n]
         assert ppl["dynamic_ntk+logn+window"][n] <= ppl["dynamic_ntk+logn"][n]
-    assert ppl["dynamic_ntk+logn"][1024] <= 1.6 * at_l
-    assert (
-        ppl["dynamic_ntk+logn+window"][1024] <= 1.3 * at_l
-        and ppl["dynamic_ntk+logn+window"][2048] <= 1.3 * at_l
-    )
+    assert ppl["dynamic_ntk+logn"][1024] <= 2.2 * at_l
+    assert ppl["dynamic_ntk+logn+window"][1024] <= 1.5 * at_l
+    assert ppl["dynamic_ntk+logn+window"][2048] <= 1.3 * at_l
