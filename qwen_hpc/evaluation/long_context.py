@@ -11,7 +11,7 @@ with the LM head applied in slices so 32k-token windows never hold [T, vocab] lo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,38 +130,6 @@ def score_length(
         score.nll_sum += nll
         score.tokens += tokens
     return score
-
-
-def perplexity_table(
-    model: object,
-    documents: Sequence[np.ndarray],
-    lengths: Sequence[int],
-    settings: dict[str, LongContextConfig],
-    *,
-    train_length: int,
-    vocab_size: int,
-    batch_size: int = 1,
-    attention_chunk: int = 1024,
-    progress: Callable[[str, int, float], None] | None = None,
-) -> dict[str, dict[int, LengthScore]]:
-    """{setting: {length: score}} for every setting and length on the same documents."""
-    table: dict[str, dict[int, LengthScore]] = {}
-    for name, config in settings.items():
-        table[name] = {}
-        for length in lengths:
-            table[name][length] = score_length(
-                model,
-                documents,
-                length,
-                config,
-                train_length=train_length,
-                vocab_size=vocab_size,
-                batch_size=batch_size,
-                attention_chunk=attention_chunk,
-            )
-            if progress is not None:
-                progress(name, length, table[name][length].perplexity)
-    return table
 
 
 def table_markdown(table: dict[str, dict[int, float]], lengths: Sequence[int], train_length: int) -> str:

@@ -328,18 +328,25 @@ class KVCacheDecoder:
         t = ids.shape[1]
         if self.length == 0:
             self._fix_rope(key_valid, t)
-        mask = None if all(self.windows) and t <= self.chunk else self._mask(t, key_valid)
-        ropes: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
-        lc = self.long_context
+        # the whole-step mask only serves full-attention layers on the unchunked path (a [t, t] mask of a
+        # 32k prefill would be a gigabyte nobody reads)
+        unchunked_full = t <= self.chunk and not all(self.windows)
+        mask = self._mask(t, key_valid) if unchunked_full else None
+        ropes: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}  # per rope key, shared by layers
+        scales: dict[int, torch.Tensor | None] = {}  # LogN factors per window, shared by layers
         x = F.embedding(ids, self.embedding)  # [b, t, h]
         for index, p in enumerate(self.layers):
-            key = self.rope_keys[index]
+            key, window = self.rope_keys[index], self.windows[index]
             if key not in ropes:
                 ropes[key] = self._rope(key, positions)
-            scale = (
-                logn_factors(positions, self.train_length, self.windows[index]) if lc.use_logn_attn else None
-            )
-            attn = self._attention(p, index, self._norm(x, p.norm1), ropes[key], scale, mask, key_valid)
+            if window not in scales:
+                scales[window] = (
+                    logn_factors(positions, self.train_length, window)
+                    if self.long_context.use_logn_attn
+                    else None
+                )
+            normed = self._norm(x, p.norm1)
+            attn = self._attention(p, index, normed, ropes[key], scales[window], mask, key_valid)
             x = x + attn
             hidden = self._linear(self._norm(x, p.norm2), p.fc1_w, p.fc1_b)
             if self.gated:
