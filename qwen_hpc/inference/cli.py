@@ -75,7 +75,7 @@ def main(command: str, args: list[str]) -> int:
     except (ValueError, KeyError):
         print(f"qwen-hpc {command}: needs model=<dir> and key=value options\n{_USAGE}", file=sys.stderr)
         return 2
-    from qwen_hpc.inference.chat import chat_stop_ids, chatml_ids
+    from qwen_hpc.alignment.chatml import DEFAULT_SYSTEM, chat_stop_ids, chatml_ids
     from qwen_hpc.inference.generate import Generator
     from qwen_hpc.inference.loading import open_model, open_model_config
     from qwen_hpc.model.hf_checkpoint import single_process_megatron
@@ -83,7 +83,7 @@ def main(command: str, args: list[str]) -> int:
     with single_process_megatron():
         model, tokenizer = open_model(model_path)
         stops = chat_stop_ids(tokenizer) if command == "chat" else (tokenizer.eod_id,)
-        prompt, system = opts.pop("prompt", ""), opts.pop("system", "You are a helpful assistant.")
+        prompt, system = opts.pop("prompt", ""), opts.pop("system", DEFAULT_SYSTEM)
         if prompt.startswith("@"):
             prompt = Path(prompt[1:]).read_text(encoding="utf-8")
         model_cfg = open_model_config(model_path)

@@ -24,22 +24,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from qwen_hpc.alignment.chatml import CHATML_TEMPLATE
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 from qwen_hpc.tokenizer.pattern import ENDOFTEXT, IM_END, IM_START, QWEN_PAT_STR
-
-DEFAULT_SYSTEM = "You are a helpful assistant."
-
-# ChatML exactly as spec §7.2: `<|im_start|>{role}\n{content}<|im_end|>\n` per turn, no BOS, a default
-# system turn when the conversation has none, and `<|im_start|>assistant\n` as the generation prompt.
-CHATML_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
 
 
 @cache
