@@ -144,6 +144,5 @@ def to_sft_record(sample: Sample, tools: ToolRegistry) -> dict:
 
 
 def write_sft_jsonl(samples: Sequence[Sample], tools: ToolRegistry, path: str | Path) -> Path:
-
     write_text(path, "".join(json.dumps(to_sft_record(s, tools), ensure_ascii=False) + "\n" for s in samples))
     return Path(path)
