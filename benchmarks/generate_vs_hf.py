@@ -42,7 +42,7 @@ def main() -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from qwen_hpc.inference.generate import Generator, SamplingConfig
-    from qwen_hpc.model.hf_checkpoint import model_from_state, single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import model_from_state, single_process_megatron
     from qwen_hpc.model.hf_convert import hf_to_megatron, model_config_from_hf
 
     torch.manual_seed(0)

@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512, help="queries per attention block")
     args = parser.parse_args()
 
-    from qwen_hpc.model.hf_checkpoint import single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
     from qwen_hpc.model.long_context import LongContextConfig
 
     full = LongContextConfig(use_dynamic_ntk=True, use_logn_attn=True)

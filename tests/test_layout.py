@@ -10,7 +10,7 @@ import pytest
 from qwen_hpc.stages.registry import STAGE_NAMES, get_stage
 
 REPO = Path(__file__).resolve().parents[1]
-DOMAIN = ("data", "tokenizer", "model", "training", "evaluation", "compat", "alignment")
+DOMAIN = ("data", "tokenizer", "model", "training", "evaluation", "compat", "alignment", "interop")
 FORBIDDEN_IN_DOMAIN = ("submitit", "hydra", "omegaconf", "snakemake", "wandb", "qwen_hpc.cli", "qwen_hpc.stages",
                        "qwen_hpc.launch", "qwen_hpc.config")
 
@@ -46,6 +46,20 @@ def test_domain_packages_import_downwards_only(package: str) -> None:
     for path in sorted((REPO / "qwen_hpc" / package).rglob("*.py")):
         for name in _imports(path):
             if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN_IN_DOMAIN):
+                offenders.append(f"{path.relative_to(REPO)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+# The model knows layers and weights only: checkpoint files live in training/, HF folders and tokenizer
+# export in interop/ (issue 13 item 2).
+FORBIDDEN_IN_MODEL = ("qwen_hpc.training", "qwen_hpc.tokenizer", "qwen_hpc.interop", "qwen_hpc.data")
+
+
+def test_model_imports_no_training_tokenizer_or_interop() -> None:
+    offenders = []
+    for path in sorted((REPO / "qwen_hpc" / "model").rglob("*.py")):
+        for name in _imports(path):
+            if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN_IN_MODEL):
                 offenders.append(f"{path.relative_to(REPO)} imports {name}")
     assert not offenders, "\n".join(offenders)
 

@@ -9,7 +9,7 @@ full head dimension (rotate-half), bias on Q/K/V only, pre-RMSNorm, SwiGLU. Thre
   gate `w2` and the up projection `w1` (spec §3.3), HF Qwen2 names them `gate_proj` / `up_proj`.
 - Names: `decoder.layers.i.self_attention.linear_proj` = `model.layers.i.self_attn.o_proj`, etc.
 
-Everything here works on unsharded (TP=1, PP=1) tensors; `qwen_hpc.model.hf_checkpoint` reshards a
+Everything here works on unsharded (TP=1, PP=1) tensors; `qwen_hpc.interop.hf_checkpoint` reshards a
 checkpoint of any layout into that form through `dist_checkpointing`. No copies are made beyond the
 concatenations the layouts need, and the two directions are exact inverses (bit-identical round trip).
 """

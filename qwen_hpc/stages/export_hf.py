@@ -20,7 +20,7 @@ DISTRIBUTED = False
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.model.hf_checkpoint import export_checkpoint
+    from qwen_hpc.interop.hf_checkpoint import export_checkpoint
     from qwen_hpc.tokenizer.encoding import TokenizerFiles
     from qwen_hpc.utils.io import write_json
 

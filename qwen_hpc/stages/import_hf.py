@@ -21,7 +21,7 @@ DISTRIBUTED = False
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.model.hf_checkpoint import import_hf
+    from qwen_hpc.interop.hf_checkpoint import import_hf
     from qwen_hpc.utils.io import write_json
 
     if not cfg.import_hf.hf_path:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def _open_model(cfg: QwenConfig, ctx: StageContext, n_vocab: int) -> tuple[Any, Any, str]:
     """(model, its ModelConfig, where it came from). Call inside `single_process_megatron()`."""
     from qwen_hpc.inference.loading import open_model, open_model_config
-    from qwen_hpc.model.hf_checkpoint import load_model, resolve_checkpoint
+    from qwen_hpc.interop.hf_checkpoint import load_model, resolve_checkpoint
 
     if not cfg.long_context.checkpoint:
         path = resolve_checkpoint(ctx.stage_path("pretrain") / "checkpoints")
@@ -56,7 +56,7 @@ def _read_cells(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.evaluation.long_context import LengthScore, held_out_documents, score_length, table_markdown
-    from qwen_hpc.model.hf_checkpoint import single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
     from qwen_hpc.model.long_context import setting_config
     from qwen_hpc.report.plots import perplexity_vs_length_png
     from qwen_hpc.stages.tokens import read_blend

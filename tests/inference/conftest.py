@@ -14,7 +14,7 @@ from tests.inference.helpers import hf_model, tiny_tokenizer
 def models() -> Iterator[tuple[Any, Any]]:
     """(our GPTModel, the transformers model with the same weights)."""
     pytest.importorskip("transformers")
-    from qwen_hpc.model.hf_checkpoint import model_from_state, single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import model_from_state, single_process_megatron
     from qwen_hpc.model.hf_convert import hf_to_megatron, model_config_from_hf
 
     hf = hf_model(seed=3)

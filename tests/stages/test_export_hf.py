@@ -24,8 +24,8 @@ def test_export_hf_stage_writes_a_qwen2_folder_with_our_logits(small_run) -> Non
     tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
     ids = torch.tensor([tok.encode("def main():\n    return 1 + 2\n", add_special_tokens=False)])
 
+    from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
     from qwen_hpc.model.config import ModelConfig
-    from qwen_hpc.model.hf_checkpoint import load_model, single_process_megatron
 
     with single_process_megatron(), torch.no_grad():
         ours = load_model(small_run.run_dir / "pretrain" / "checkpoints", ModelConfig())

@@ -22,8 +22,8 @@ def test_import_hf_stage_makes_a_checkpoint_with_the_same_logits(small_run, tmp_
     assert marker["metrics"]["tp"] == 2 and marker["metrics"]["vocab_rows"] % 256 == 0  # TP=2 padding
     assert (out / "checkpoints" / "latest").is_file() and (out / "tokenizer" / "tokenizer.tiktoken").is_file()
 
+    from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
     from qwen_hpc.model.config import ModelConfig
-    from qwen_hpc.model.hf_checkpoint import load_model, single_process_megatron
 
     cfg = ModelConfig(**json.loads((out / "model_config.json").read_text()))
     hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()

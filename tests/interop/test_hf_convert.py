@@ -10,14 +10,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from qwen_hpc.model.config import ModelConfig
-from qwen_hpc.model.hf_checkpoint import (
+from qwen_hpc.interop.hf_checkpoint import (
     export_checkpoint,
     import_hf,
     load_model,
     single_process_megatron,
     weights,
 )
+from qwen_hpc.interop.hf_tokenizer import tokenizer_files
+from qwen_hpc.model.config import ModelConfig
 from qwen_hpc.model.hf_convert import (
     hf_to_megatron,
     megatron_to_hf,
@@ -25,7 +26,6 @@ from qwen_hpc.model.hf_convert import (
     model_config_from_hf,
     split_qkv,
 )
-from qwen_hpc.model.hf_tokenizer import tokenizer_files
 from tests.inference.helpers import hf_model, tiny_tokenizer
 
 transformers = pytest.importorskip("transformers")

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
+from qwen_hpc.interop.hf_tokenizer import tokenizer_files, tokenizer_from_hf
 from qwen_hpc.model.builder import build_model, padded_vocab_size
 from qwen_hpc.model.config import ModelConfig
 from qwen_hpc.model.hf_convert import (
@@ -32,7 +33,6 @@ from qwen_hpc.model.hf_convert import (
     megatron_to_hf,
     model_config_from_hf,
 )
-from qwen_hpc.model.hf_tokenizer import tokenizer_files, tokenizer_from_hf
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 from qwen_hpc.utils.io import atomic_dir
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qwen_hpc.alignment.chatml import chatml_ids, render_chatml
-from qwen_hpc.model.hf_tokenizer import tokenizer_files, tokenizer_from_hf
+from qwen_hpc.interop.hf_tokenizer import tokenizer_files, tokenizer_from_hf
 from qwen_hpc.tokenizer import QwenTokenizer
 from tests.inference.helpers import MULTILINGUAL, tiny_tokenizer
 from tests.tokenizer.helpers import SAMPLES, shared_root
