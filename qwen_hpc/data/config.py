@@ -304,6 +304,7 @@ class DataConfig:
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
     workers: int = 2  # processes for the per-shard step when not on Slurm (a Slurm array takes one task each)
+    task_mb: float = 256.0  # per-shard task size: larger JSONL/Parquet files are split into parts (0: whole files)
 
     def __post_init__(self) -> None:
         if not self.sources and not self.embedded_corpus:
@@ -322,6 +323,8 @@ class DataConfig:
         for key in ("embedded_max_docs_per_source", "embedded_max_chars_per_source", "shard_max_docs", "workers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.{key}={getattr(self, key)} must be >= 1")
+        if self.task_mb < 0:
+            raise ValueError(f"data.task_mb={self.task_mb} must be >= 0 (0: one task per file)")
         if self.min_chars < 0:
             raise ValueError(f"data.min_chars={self.min_chars} must be >= 0")
         if self.max_chars < max(self.min_chars, 1):

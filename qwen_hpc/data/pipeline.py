@@ -3,7 +3,8 @@ decontaminate → score → mix → shards, with every document accounted for.
 
 Two phases, so the expensive part scales out (the DataTrove pattern: steps don't know where they run):
 
-1. **Per shard** (`shard.process_shard`, one task per input file, run through `map_fn`: in this process by
+1. **Per shard** (`shard.process_shard`, one task per input file or per `data.task_mb` part of a larger one
+   (`split`), run through `map_fn`: in this process by
    default, a process pool or a Slurm job array when the stage passes one): local filters and MinHash
    signatures. Before it, once: the eval n-gram index is built or loaded from the cache, and the quality
    model is trained on the reference set vs a sample of the raw pool.
@@ -53,6 +54,7 @@ from qwen_hpc.data.shard import (
     process_shard,
     survivor_ids,
 )
+from qwen_hpc.data.split import plan_file
 from qwen_hpc.data.stats import CurationStats
 from qwen_hpc.data.writer import ShardWriter
 from qwen_hpc.utils.hashing import hash_obj
@@ -92,11 +94,19 @@ def in_validation(normalizer: Normalizer, text: str, fraction: float, seed: int)
     return int.from_bytes(h.digest(), "little") < fraction * 2**64
 
 
-def plan_tasks(sources: list[SourceConfig]) -> list[ShardTask]:
-    tasks = []
+def plan_tasks(sources: list[SourceConfig], task_mb: float = 0.0) -> list[ShardTask]:
+    """One task per file, or per part of about `task_mb` MB of a larger file (`split.plan_file`; 0: whole
+    files), in the global reading order."""
+    task_bytes = int(task_mb * 1_000_000)
+    tasks: list[ShardTask] = []
     for s, source in enumerate(sources):
         for f, path in enumerate(source_files(source)):
-            tasks.append(ShardTask(len(tasks), s, f, str(path)))
+            parts = plan_file(source, path, task_bytes)
+            if parts is None:
+                tasks.append(ShardTask(len(tasks), s, f, str(path)))
+                continue
+            for k, p in enumerate(parts):
+                tasks.append(ShardTask(len(tasks), s, f, str(path), k, (p.start, p.end, p.before)))
     return tasks
 
 
@@ -215,10 +225,11 @@ def _plan(
     model_path, model_info = _train_quality_model(cfg, sources, work)
     if model_info:
         write_json(work / "quality_model.json", model_info)
-    tasks = plan_tasks(sources)
+    tasks = plan_tasks(sources, cfg.task_mb)
+    log.info("per-shard step: %d tasks over %d files", len(tasks), len({t.path for t in tasks}))
     model_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if model_path else None
     key = hash_obj({"cfg": _plain(cfg), "sources": [_plain(s) for s in sources], "index": eval_index,
-                    "model": model_hash, "tasks": [t.path for t in tasks]})
+                    "model": model_hash, "tasks": [(t.path, t.span) for t in tasks]})
     return CurationPlan(cfg, sources, str(work), key, eval_index, model_path, tasks)
 
 
@@ -348,15 +359,16 @@ def _write_outputs(plan, out_dir, stats, fate, rep, sim, ids, mix) -> list[dict[
         dropped_tmp = stack.enter_context(atomic_path(out_dir / "dropped.jsonl"))
         dropped_fh = stack.enter_context(open(dropped_tmp, "w", encoding="utf-8", newline="\n"))
         for s, source in enumerate(sources):
-            stats.source(source.name).files = [t.path for t in plan.tasks if t.source == s]
+            stats.source(source.name).files = list(dict.fromkeys(t.path for t in plan.tasks if t.source == s))
             with (
                 ShardWriter(shard_dir, source.name, cfg.shard_max_docs) as train,
                 ShardWriter(val_dir, source.name, cfg.shard_max_docs) as val,
             ):
                 for task in (t for t in plan.tasks if t.source == s):
-                    with open(plan.shard_dir(task) / "dropped.jsonl", encoding="utf-8") as fh:
-                        shutil.copyfileobj(fh, dropped_fh)
+                    local = stack.enter_context(open(plan.shard_dir(task) / "dropped.jsonl", encoding="utf-8"))
+                    pending = _LocalDrops(local, dropped_fh)  # dropped.jsonl in reading order, however split
                     for rec in iter_survivors(plan, task):
+                        pending.flush_before(rec["line"])
                         doc = Document(rec["id"], rec["text"], rec["source"], rec["meta"], rec["file"], rec["line"])
                         if fate[g]:
                             reason = _MERGE_REASONS[int(fate[g])]
@@ -368,9 +380,24 @@ def _write_outputs(plan, out_dir, stats, fate, rep, sim, ids, mix) -> list[dict[
                             (val if held else train).write(doc)
                             stats.record_kept(source.name, len(doc.text), validation=held, count_read=False)
                         g += 1
+                    pending.flush_before(None)
+                    local.close()
             entries.append(_manifest_entry(source, train, val, mix[s]))
         stats.check()  # inside the ExitStack: an unbalanced book aborts before the renames
     return entries
+
+
+class _LocalDrops:
+    """A task's local drops (in line order), written out interleaved with its merge-step verdicts."""
+
+    def __init__(self, local: Any, out: Any) -> None:
+        self.lines, self.out = iter(local), out
+        self.head: str | None = next(self.lines, None)
+
+    def flush_before(self, line: int | None) -> None:
+        while self.head is not None and (line is None or json.loads(self.head)["line"] < line):
+            self.out.write(self.head)
+            self.head = next(self.lines, None)
 
 
 def _manifest_entry(source: SourceConfig, train: ShardWriter, val: ShardWriter, mix: Any) -> dict[str, Any]:

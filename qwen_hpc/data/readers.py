@@ -54,6 +54,18 @@ def read_source(
         yield from read_file(source, index, path)
 
 
+def read_part(source: SourceConfig, index: int, path: Path, span: tuple[int, int, int]) -> Iterator[Document]:
+    """Documents of one part of a file (`split.plan_file`): `span = (start, end, before)` is a line-aligned
+    byte range [start, end) of a JSONL file or a row-group range [start, end) of a Parquet file, and `before`
+    the number of lines (rows) ahead of it, so each record keeps its whole-file line number and id."""
+    if source.format == "jsonl":
+        yield from _read_jsonl(source, index, path, span)
+    elif source.format == "parquet":
+        yield from _read_parquet(source, index, path, span)
+    else:
+        raise ValueError(f"{source.format} files are read whole, not in parts: {path}")
+
+
 def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
@@ -90,15 +102,23 @@ def _has_surrogates(text: str) -> bool:
 # ---------------------------------------------------------------------------------------------------- JSONL
 
 
-def _read_jsonl(source: SourceConfig, index: int, path: Path) -> Iterator[Document]:
-    line = 0  # last line handed out; an error while reading is reported on the line after it
+def _read_jsonl(
+    source: SourceConfig, index: int, path: Path, span: tuple[int, int, int] | None = None
+) -> Iterator[Document]:
+    start, end, line = span or (0, -1, 0)  # line: last line handed out; an error is reported on the next
     try:
+        if start == 0:  # a later part of a file: the planner sniffed the head already
+            with _open(path) as fh:
+                if b"\x00" in fh.read(SNIFF_BYTES):
+                    yield _failed(source, index, path, 0, "binary", "NUL bytes in the first 8 KiB")
+                    return
         with _open(path) as fh:
-            if b"\x00" in fh.read(SNIFF_BYTES):
-                yield _failed(source, index, path, 0, "binary", "NUL bytes in the first 8 KiB")
-                return
-        with _open(path) as fh:
+            fh.seek(start)
+            at = start
             for raw in fh:
+                if 0 <= end <= at:
+                    break
+                at += len(raw)
                 line += 1
                 yield _jsonl_record(source, index, path, line, raw)
     except READ_ERRORS as exc:
@@ -204,16 +224,19 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def _read_parquet(source: SourceConfig, index: int, path: Path) -> Iterator[Document]:
+def _read_parquet(
+    source: SourceConfig, index: int, path: Path, span: tuple[int, int, int] | None = None
+) -> Iterator[Document]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     errors = (*READ_ERRORS, pa.ArrowException)
-    row = 0
+    row = span[2] if span else 0
     try:
         fh = pq.ParquetFile(path)
         has_text = source.text_key in fh.schema_arrow.names
-        for batch in fh.iter_batches(batch_size=4096):
+        groups = range(span[0], span[1]) if span else None
+        for batch in fh.iter_batches(batch_size=4096, row_groups=groups):
             for record in batch.to_pylist():
                 row += 1
                 if not has_text:

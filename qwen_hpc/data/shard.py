@@ -1,8 +1,9 @@
-"""The per-shard step of curation: one input file in, its local verdicts and its MinHash signatures out.
+"""The per-shard step of curation: one input file or part of one (`split.plan_file`, about `data.task_mb`)
+in, its local verdicts and its MinHash signatures out.
 
 This is the part that scales out: `process_shard(plan, task)` is a pure function of the plan (config,
-sources, paths of the eval index and quality model) and one file, so it runs the same in this process, in a
-process pool, or as one task of a Slurm job array (`qwen_hpc.launch.array`). It reads the file, drops what
+sources, paths of the eval index and quality model) and one file part, so it runs the same in this process,
+in a process pool, or as one task of a Slurm job array (`qwen_hpc.launch.array`). It reads the part, drops what
 the local filters reject (read errors, empty, length, language, Gopher/C4 rules, contamination, quality
 model — each under its reason), and for the survivors writes what the global merge step needs:
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from qwen_hpc.data.document import Document
 from qwen_hpc.data.filters import EmptyFilter, Filter, FilterChain, LengthFilter, ReadErrorFilter
 from qwen_hpc.data.minhash import MinHasher
 from qwen_hpc.data.normalize import Normalizer
-from qwen_hpc.data.readers import read_source
+from qwen_hpc.data.readers import read_part, read_source
 from qwen_hpc.data.writer import json_line
 from qwen_hpc.utils.io import atomic_dir, read_json, write_json
 
@@ -42,15 +44,23 @@ SIGNATURE_BATCH = 2048
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One input file of one source; `index` is its place in the global reading order."""
+    """One input file of one source, or one part of it (`span`: see `split.Part`); `index` is its place in
+    the global reading order."""
 
     index: int
     source: int
     file_index: int
     path: str
+    part: int = 0
+    span: tuple[int, int, int] | None = None  # (start, end, lines before) of a part; None: the whole file
 
     def key(self, sources: list[SourceConfig]) -> str:
-        return f"{self.index:06d}-{sources[self.source].name}-{self.file_index:05d}"
+        return f"{self.index:06d}-{sources[self.source].name}-{self.file_index:05d}-{self.part:05d}"
+
+    def documents(self, source: SourceConfig) -> Iterator[Document]:
+        if self.span is None:
+            return read_source(source, [Path(self.path)], first_index=self.file_index)
+        return read_part(source, self.file_index, Path(self.path), self.span)
 
 
 @dataclass
@@ -128,7 +138,7 @@ def process_shard(plan: CurationPlan, task: ShardTask) -> dict[str, Any]:
         with open(tmp / "docs.jsonl", "w", encoding="utf-8", newline="\n") as docs_fh, open(
             tmp / "dropped.jsonl", "w", encoding="utf-8", newline="\n"
         ) as drop_fh:
-            for doc in read_source(source, [Path(task.path)], first_index=task.file_index):
+            for doc in task.documents(source):
                 read += 1
                 reason = chain(doc)
                 if reason is not None:
@@ -152,7 +162,8 @@ def process_shard(plan: CurationPlan, task: ShardTask) -> dict[str, Any]:
         with open(tmp / "arrays.npz", "wb") as fh:
             np.savez(fh, digest=np.array(digests, dtype="S16"), nbytes=np.array(nbytes, dtype=np.int64), sig=sig)
         (tmp / "ids.txt").write_text("".join(i + "\n" for i in ids), encoding="utf-8")
-        stats = {"task": task.index, "source": source.name, "file": task.path, "read": read,
+        stats = {"task": task.index, "source": source.name, "file": task.path, "part": task.part,
+                 "span": list(task.span) if task.span else None, "read": read,
                  "survivors": len(digests), "dropped": dict(sorted(dropped.items())), "filters": chain.stats()}
         write_json(tmp / "stats.json", stats)
         write_json(tmp / "_DONE.json", {"key": plan.key})
