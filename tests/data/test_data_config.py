@@ -33,6 +33,7 @@ def test_source_config_errors_name_the_field(kwargs: dict, field: str) -> None:
     [
         ({"shard_max_docs": 0}, "data.shard_max_docs"),
         ({"min_chars": -1}, "data.min_chars"),
+        ({"task_mb": -1}, "data.task_mb"),
         ({"min_chars": 10, "max_chars": 5}, "data.max_chars"),
         ({"embedded_max_docs_per_source": 0}, "data.embedded_max_docs_per_source"),
         ({"embedded_corpus": False}, "data.sources"),
