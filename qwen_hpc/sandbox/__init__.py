@@ -1,0 +1,15 @@
+"""Sandboxed execution of model-written code (HumanEval/MBPP checks, later the code interpreter).
+
+Each run is a separate interpreter with CPU-time, wall-time, address-space, file-size and process-count
+limits, a fresh private directory, a scrubbed environment, no network and no write access outside its
+directory; bubblewrap namespaces when they work here, rlimits always. `isolation()` says what is active.
+"""
+
+from qwen_hpc.sandbox.config import SandboxConfig
+from qwen_hpc.sandbox.isolation import Isolation, isolation
+from qwen_hpc.sandbox.limits import SandboxLimits
+from qwen_hpc.sandbox.result import SandboxResult, Status
+from qwen_hpc.sandbox.runner import run_many, run_python
+
+__all__ = ["Isolation", "SandboxConfig", "SandboxLimits", "SandboxResult", "Status", "isolation", "run_many",
+           "run_python"]

@@ -1,0 +1,99 @@
+"""Sandbox uids: each concurrent run gets a uid of its own, held with a lock file across processes.
+
+A uid per run (not one shared sandbox uid) keeps RLIMIT_NPROC per run, since the kernel counts a limit
+against all processes of the uid, and keeps parallel runs from signalling each other. The lock is an flock
+on `<lock dir>/<uid>.lock`, so two evaluation jobs on one machine never share a uid, and a crashed holder's
+lock is released by the kernel.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+UID_BASE = 61000
+UID_COUNT = 512
+
+
+def _lock_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / "qwen-hpc-sandbox-uids"
+    path.mkdir(mode=0o755, exist_ok=True)
+    return path
+
+
+@contextmanager
+def uid_slot(sweep: bool = True, base: int = UID_BASE, count: int = UID_COUNT,
+             wait_s: float = 60.0) -> Iterator[int]:
+    """Hold a free uid in [base, base+count) for the block; `sweep` kills what the uid left running."""
+    directory = _lock_dir()
+    deadline = time.monotonic() + wait_s
+    start = (os.getpid() * 31 + time.monotonic_ns()) % count
+    while True:
+        for offset in range(count):
+            uid = base + (start + offset) % count
+            fd = os.open(directory / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield uid
+            finally:
+                if sweep:
+                    kill_uid(uid)
+                os.close(fd)
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no free sandbox uid in [{base}, {base + count}) after {wait_s:.0f}s")
+        time.sleep(0.05)
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids whose real uid is `uid` (from /proc)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry.name))
+                        break
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def kill_uid(uid: int, rounds: int = 20) -> None:
+    """SIGKILL every process of a slot uid (what is left after a run in rlimits mode, e.g. daemons)."""
+    for _ in range(rounds):
+        pids = processes_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def tasks_of_current_user() -> int:
+    """Threads owned by the caller's uid, for an RLIMIT_NPROC relative to what already runs."""
+    uid = os.getuid()
+    total = 0
+    for pid in processes_of(uid):
+        try:
+            total += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            continue
+    return total

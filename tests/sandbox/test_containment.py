@@ -1,0 +1,179 @@
+"""Hostile programs are stopped, reported with a reason, and leave the sandbox working for the next run.
+
+Each test runs under every isolation mode this machine offers (`mode` fixture) and, via `still_works`,
+runs an ordinary program afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from qwen_hpc.sandbox import Status, isolation, run_python
+from tests.sandbox.conftest import TIGHT
+
+pytestmark = pytest.mark.usefixtures("still_works")
+
+
+def _count_processes() -> int:
+    return sum(1 for name in os.listdir("/proc") if name.isdigit())
+
+
+def test_fork_bomb(mode: str) -> None:
+    iso = isolation(mode)
+    if os.geteuid() == 0 and not iso.own_uid:
+        pytest.skip(f"no own uid in {iso.mode} mode here ({iso.reason}): root ignores RLIMIT_NPROC")
+    before = _count_processes()
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    assert result.status is Status.TIMEOUT, result
+    assert "time limit" in result.reason
+    assert _count_processes() <= before + 2  # nothing of the bomb survived the run
+
+    plain = run_python("import os\nwhile True:\n    os.fork()\n", limits=TIGHT, isolation_mode=mode)
+    assert plain.status in (Status.FAILED, Status.TIMEOUT), plain
+    assert plain.reason
+
+
+@pytest.mark.parametrize("code", [
+    "x = bytearray(16 << 30)",
+    "hog = []\nwhile True:\n    hog.append(bytearray(32 << 20))",
+])
+def test_memory_bomb(mode: str, code: str) -> None:
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    assert result.status is Status.MEMORY, result
+    assert "MemoryError" in result.reason and "512 MiB" in result.reason
+
+
+def test_infinite_loop_hits_cpu_limit(mode: str) -> None:
+    limits = replace(TIGHT, cpu_s=1, wall_s=120)  # the CPU limit must fire first, even on a busy machine
+    result = run_python("while True:\n    pass\n", limits=limits, isolation_mode=mode)
+    assert result.status is Status.TIMEOUT and "CPU time limit 1s" in result.reason, result
+
+
+def test_sleeping_forever_hits_wall_limit(mode: str) -> None:
+    result = run_python("import time\ntime.sleep(3600)", limits=TIGHT, isolation_mode=mode)
+    assert result.status is Status.TIMEOUT and "wall time limit 5s" in result.reason, result
+    assert result.duration_s < TIGHT.wall_s + 3
+
+
+def test_writing_outside_the_work_dir(mode: str, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)  # even a directory anyone may write to stays out of reach
+    targets = [tmp_path / "escaped.txt", Path.cwd() / "escaped-from-sandbox.txt"]
+    code = "\n".join([
+        "import os",
+        "open('inside.txt', 'w').write('ok')",
+        "for target in " + repr([str(t) for t in targets]) + ":",
+        "    try:",
+        "        open(target, 'w').write('escaped')",
+        "        print('WROTE', target)",
+        "    except OSError as error:",
+        "        print('refused', type(error).__name__)",
+        "open('/etc/sandbox-escape', 'w')",
+    ])
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    assert not any(t.exists() for t in targets)
+    assert "WROTE" not in result.stdout and result.stdout.count("refused") == 2, result
+    assert result.status is Status.FAILED and "/etc/sandbox-escape" in result.reason, result
+
+
+def test_network_is_unreachable(mode: str) -> None:
+    iso = isolation(mode)
+    if not iso.network_isolated:
+        pytest.skip(f"no network isolation in {iso.mode} mode here: {iso.reason}")
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    port = server.getsockname()[1]
+    accepted: list[object] = []
+
+    def accept() -> None:
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    waiter = threading.Thread(target=accept)
+    waiter.start()
+    code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3).sendall(b'leak')\n"
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    server.close()
+    waiter.join()
+    assert not accepted
+    assert result.status is Status.FAILED and result.exception in ("ConnectionRefusedError", "OSError"), result
+
+    dns = run_python("import socket\nsocket.create_connection(('pypi.org', 443), timeout=3)",
+                     limits=TIGHT, isolation_mode=mode)
+    assert dns.status is Status.FAILED and dns.exception in ("gaierror", "OSError", "TimeoutError"), dns
+
+
+def test_parent_environment_secret_is_not_visible(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "qwen-hpc-sandbox-secret-5f3a9c"
+    monkeypatch.setenv("QWEN_HPC_TEST_SECRET", secret)
+    code = "\n".join([
+        "import os",
+        "print(dict(os.environ))",
+        f"for pid in ({os.getpid()}, os.getppid(), 1):",
+        "    try:",
+        "        print(open(f'/proc/{pid}/environ', 'rb').read())",
+        "    except OSError as error:",
+        "        print('refused', pid, type(error).__name__)",
+    ])
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    assert result.passed, result
+    assert secret not in result.stdout + result.stderr
+    assert "QWEN_HPC_TEST_SECRET" not in result.stdout
+
+
+def test_killing_the_parent(mode: str) -> None:
+    iso = isolation(mode)
+    parent = os.getpid()
+    code = "\n".join([
+        "import os, signal",
+        f"for how, pid in (('parent', {parent}), ('ppid', os.getppid()), ('all', -1)):",
+        "    try:",
+        "        assert os.getuid() != 0 or os.getpid() < 10, 'not contained: refuse to kill(-1)'",
+        "        os.kill(pid, signal.SIGKILL)",
+        "        print('sent', how)",
+        "    except OSError as error:",
+        "        print('refused', how, type(error).__name__)",
+        "print('done')",
+    ])
+    if not (iso.mode == "bwrap" or iso.own_uid):
+        pytest.skip("without namespaces or an own uid, kill(-1) would reach the test runner itself")
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    os.kill(parent, 0)  # we are alive
+    assert "refused parent" in result.stdout, result
+    assert result.status in (Status.PASSED, Status.KILLED), result
+
+
+def test_one_gigabyte_of_stdout_is_cut_off(mode: str) -> None:
+    code = "import sys\nchunk = b'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.buffer.write(chunk)\n"
+    result = run_python(code, limits=TIGHT, isolation_mode=mode)
+    assert result.status is Status.OUTPUT_LIMIT, result
+    assert "stdout exceeded 65536 bytes" in result.reason
+    assert result.stdout_truncated and len(result.stdout) == TIGHT.output_bytes
+    assert result.duration_s < TIGHT.wall_s
+
+
+def test_signals_are_reported(mode: str) -> None:
+    result = run_python("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", limits=TIGHT,
+                        isolation_mode=mode)
+    assert result.status is Status.KILLED and "SIGSEGV" in result.reason, result
+    assert signal.SIGSEGV.name in result.reason
+
+
+def test_rlimits_mode_refuses_to_run_as_root() -> None:
+    import sys
+
+    from qwen_hpc.sandbox.isolation import reachable_by_others
+
+    if os.geteuid() != 0 or reachable_by_others(sys.executable):
+        pytest.skip("only root with an interpreter other uids cannot reach must be refused")
+    with pytest.raises(RuntimeError, match="will not run model-written code as root"):
+        isolation("rlimits")

@@ -1,0 +1,61 @@
+"""The sandbox runs ordinary programs faithfully: output, exit codes, exceptions, files, stdin, limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, Status, isolation, run_many, run_python
+from tests.sandbox.conftest import TIGHT
+
+
+def test_isolation_is_reported(mode: str) -> None:
+    iso = isolation(mode)
+    assert iso.mode in ("bwrap", "rlimits")
+    assert iso.reason
+    result = run_python("print('hi')", isolation_mode=mode)
+    assert result.isolation == iso.mode
+    assert (result.status, result.stdout, result.completed) == (Status.PASSED, "hi\n", True)
+
+
+def test_exception_exit_code_and_early_exit_are_told_apart(mode: str) -> None:
+    failed = run_python("def f():\n    assert 1 == 2, 'nope'\nf()\n", isolation_mode=mode)
+    assert failed.status is Status.FAILED and failed.exception == "AssertionError"
+    assert failed.reason == "AssertionError: nope"
+    assert 'main.py", line 2, in f' in failed.stderr and "<string>" not in failed.stderr
+
+    exit3 = run_python("import sys\nsys.exit(3)", isolation_mode=mode)
+    assert (exit3.status, exit3.returncode, exit3.reason) == (Status.FAILED, 3, "exit status 3")
+
+    early = run_python("import os\nos._exit(0)\nraise SystemExit(1)", isolation_mode=mode)
+    assert early.status is Status.PASSED and not early.completed
+
+
+def test_files_stdin_and_imports_from_the_work_dir(mode: str) -> None:
+    code = "import sys, helper\nprint(helper.VALUE, open('data/in.txt').read(), sys.stdin.read())"
+    result = run_python(code, files={"helper.py": "VALUE = 7\n", "data/in.txt": b"bytes"}, stdin="typed",
+                        isolation_mode=mode)
+    assert result.passed and result.stdout == "7 bytes typed\n", result
+    with pytest.raises(ValueError, match="outside the sandbox"):
+        run_python("pass", files={"../escape.py": "x"}, isolation_mode=mode)
+
+
+def test_file_size_limit(mode: str) -> None:
+    result = run_python("open('big', 'wb').write(b'x' * (2 << 20))", limits=TIGHT, isolation_mode=mode)
+    assert result.status is Status.FAILED and "File too large" in result.reason, result
+
+
+def test_run_many_keeps_order_in_parallel() -> None:
+    programs = [f"import time\ntime.sleep({0.2 if i % 2 else 0})\nprint({i})" for i in range(8)]
+    results = run_many(programs, workers=4)
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
+
+
+def test_config_validates_and_builds_limits() -> None:
+    config = SandboxConfig(cpu_s=3, wall_s=6, workers=2)
+    assert config.limits == SandboxLimits(cpu_s=3, wall_s=6)
+    with pytest.raises(ValueError, match="memory_mb"):
+        SandboxConfig(memory_mb=0)
+    with pytest.raises(ValueError, match="sandbox.isolation"):
+        SandboxConfig(isolation="docker")
+    with pytest.raises(ValueError, match="sandbox.workers"):
+        SandboxConfig(workers=0)
