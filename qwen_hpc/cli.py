@@ -31,6 +31,7 @@ def _usage() -> str:
         "  validate   compose and validate the config (and check inputs), run nothing",
         "  generate   sample from an HF or import_hf folder: generate model=<dir> prompt='...' (see --help)",
         "  chat       an interactive ChatML conversation with a model (see chat --help)",
+        "  agent      a ReAct agent with tools: agent model=<dir> tools=calculator,code_interpreter",
         "  export-hf / import-hf are the stages export_hf / import_hf; their own keys may be given bare",
         "             (export-hf checkpoint=<dir> output=<dir>, import-hf hf_path=<dir> tp=2)",
         "  describe   model=<name>: JSON with the model's dimensions and parameter counts",
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         from qwen_hpc.inference.cli import main as inference_main
 
         return inference_main(argv[0], argv[1:])
+    if argv[0] == "agent":
+        from qwen_hpc.agents.cli import main as agent_main
+
+        return agent_main(argv[1:])
     command, print_cfg, overrides = argv[0], *_split_args(argv[1:])
     command = COMMAND_ALIASES.get(command, command)
     overrides = _stage_short_forms(command, overrides)

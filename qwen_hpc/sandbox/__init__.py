@@ -8,8 +8,9 @@ directory; bubblewrap namespaces when they work here, rlimits always. `isolation
 from qwen_hpc.sandbox.config import SandboxConfig
 from qwen_hpc.sandbox.isolation import Isolation, isolation
 from qwen_hpc.sandbox.limits import SandboxLimits
+from qwen_hpc.sandbox.process import SandboxProcess, spawn_python
 from qwen_hpc.sandbox.result import SandboxResult, Status
 from qwen_hpc.sandbox.runner import run_many, run_python
 
-__all__ = ["Isolation", "SandboxConfig", "SandboxLimits", "SandboxResult", "Status", "isolation", "run_many",
-           "run_python"]
+__all__ = ["Isolation", "SandboxConfig", "SandboxLimits", "SandboxProcess", "SandboxResult", "Status", "isolation",
+           "run_many", "run_python", "spawn_python"]

@@ -104,7 +104,7 @@ def _write_files(workdir: str, code: str, files: Mapping[str, bytes | str] | Non
 
 
 def _command(iso: Isolation, workdir: str, limits: SandboxLimits, uid: int | None, status_fd: int,
-             site_packages: bool) -> list[str]:
+             site_packages: bool, main: str = MAIN) -> list[str]:
     rlimits = limits.rlimits()
     if uid is None and os.geteuid() != 0:
         # the kernel counts RLIMIT_NPROC over every task of the uid: allow `nproc` more than run already
@@ -113,7 +113,7 @@ def _command(iso: Isolation, workdir: str, limits: SandboxLimits, uid: int | Non
         rlimits["RLIMIT_NPROC"] = (soft + extra, hard + extra)
     config = {
         "rlimits": rlimits, "uid": uid, "gid": uid, "status_fd": status_fd, "workdir": workdir,
-        "main": os.path.join(workdir, MAIN), "site": site_packages,
+        "main": os.path.join(workdir, main), "site": site_packages,
         "unshare_net": iso.mode != BWRAP and iso.network_isolated, "forbid_root": iso.mode != BWRAP,
     }
     python = [iso.python, "-I", "-S", "-c", CHILD_SOURCE, json.dumps(config)]
