@@ -44,10 +44,10 @@ def main(args: list[str]) -> int:
     tool_names = [t for t in opts.pop("tools", "calculator").split(",") if t]
     max_steps = int(opts.pop("max_steps", "8"))
     opts.setdefault("max_new_tokens", "256")
-    from qwen_hpc.inference.chat import chat_stop_ids
+    from qwen_hpc.alignment.chatml import chat_stop_ids
     from qwen_hpc.inference.generate import Generator
     from qwen_hpc.inference.loading import open_model, open_model_config
-    from qwen_hpc.model.hf_checkpoint import single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
 
     with ExitStack() as stack:
         try:

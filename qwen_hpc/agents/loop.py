@@ -95,7 +95,7 @@ class GeneratorCompleter:
     text so far, continued until a stop string or <|im_end|>."""
 
     def __init__(self, generator: Any, tokenizer: Any, sampling: Any) -> None:
-        from qwen_hpc.inference.chat import chat_stop_ids
+        from qwen_hpc.alignment.chatml import chat_stop_ids
 
         self.generator, self.tokenizer = generator, tokenizer
         self.sampling = sampling
@@ -104,7 +104,7 @@ class GeneratorCompleter:
     def __call__(self, messages: list[dict[str, str]], assistant_prefix: str, stop: Sequence[str]) -> str:
         from dataclasses import replace
 
-        from qwen_hpc.inference.chat import chatml_ids
+        from qwen_hpc.alignment.chatml import chatml_ids
 
         ids = chatml_ids(self.tokenizer, messages) + self.tokenizer.encode(assistant_prefix)
         cfg = replace(self.sampling, stop_strings=tuple(stop), stop_token_ids=self.stop_ids)
