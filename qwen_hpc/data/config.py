@@ -114,6 +114,9 @@ class MinHashConfig:
     `threshold`: the exact one of the two shingle sets (`verify="exact"`, recomputed in the merge step for the
     documents in candidate pairs only) or the MinHash estimate (`"estimate"`: share of equal min-hashes, no
     text needed, but noisy near the threshold). One document per connected component is kept.
+    `lsh_tasks`: how many map tasks (process pool / Slurm array elements) do the LSH bucketing, each over a
+    range of bands (more tasks than bands: a band's key space is cut into ranges too), and as many verify
+    the candidate pairs (`qwen_hpc.data.lsh`); the clusters do not depend on it.
     """
 
     enabled: bool = True
@@ -126,6 +129,7 @@ class MinHashConfig:
     threshold: float = 0.8
     verify: str = "exact"  # exact: Jaccard of the shingle sets | estimate: share of equal min-hashes
     seed: int = 1
+    lsh_tasks: int = 1
 
     def __post_init__(self) -> None:
         if self.scheme not in ("oph", "permutations"):
@@ -140,6 +144,8 @@ class MinHashConfig:
             raise ValueError(f"data.minhash.num_perm={self.num_perm} must be in [8, 1024]")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"data.minhash.threshold={self.threshold} must be in (0, 1]")
+        if self.lsh_tasks < 1:
+            raise ValueError(f"data.minhash.lsh_tasks={self.lsh_tasks} must be >= 1")
         if (self.bands == 0) != (self.rows == 0):
             raise ValueError("data.minhash.bands and data.minhash.rows are set together (or both 0 = auto)")
         if self.bands < 0 or self.rows < 0 or self.bands * self.rows > self.num_perm:

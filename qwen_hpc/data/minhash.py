@@ -8,7 +8,8 @@ Three steps, split so that the expensive one scales out:
    (`text.ngram_hashes`), and permutation k maps a shingle hash h to the high 32 bits of `a_k*h + b_k`
    (mod 2**64, `a_k` odd: a multiply-shift universal family). A document's signature is the minimum over
    its shingles, for all permutations at once, with numpy over thousands of shingles per call.
-2. `candidate_pairs(signatures)` — in the merge step: signatures are cut into `bands` x `rows`; documents
+2. `candidate_pairs(signatures)` — in one process (`data.lsh` runs the same per band range, as map tasks,
+   in the data stage): signatures are cut into `bands` x `rows`; documents
    whose band agrees on every row share a bucket. Each bucket member is paired with the bucket's first
    member and with its predecessor (enough for connected components, and linear in the bucket size).
 3. `verify` + `clusters` — a candidate pair is kept when its Jaccard similarity is >= `threshold`: by
@@ -169,7 +170,8 @@ class MinHasher:
         return np.ascontiguousarray(sig_t.T)
 
 
-def _band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
+def band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """The LSH bucket of every row of `sig` in `band`: a 64-bit hash of its `rows` min-hashes."""
     part = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
     coef = mix64(np.arange(1, rows + 1, dtype=np.uint64) + np.uint64(band << 20)) | np.uint64(1)
     with np.errstate(over="ignore"):
@@ -184,23 +186,33 @@ def candidate_pairs(sig: np.ndarray, params: LSHParams) -> np.ndarray:
     sub = sig[valid]
     found = []
     for band in range(params.bands):
-        keys = _band_keys(sub, band, params.rows)
+        keys = band_keys(sub, band, params.rows)
         order = np.argsort(keys, kind="stable")
-        sk = keys[order]
-        same = np.flatnonzero(sk[1:] == sk[:-1]) + 1  # positions continuing a bucket
-        if not len(same):
-            continue
-        starts = np.where(np.r_[True, sk[1:] != sk[:-1]], np.arange(len(sk)), 0)
-        first = np.maximum.accumulate(starts)  # position of each bucket's first member
-        found.append(np.stack([order[first[same]], order[same]], axis=1))
-        prev = same[first[same] != same - 1]  # predecessor pairs not already star pairs
-        if len(prev):
-            found.append(np.stack([order[prev - 1], order[prev]], axis=1))
-    if not found:
+        found.append(bucket_pairs(keys[order], order))
+    return unique_pairs(valid[np.concatenate(found)], len(sig))
+
+
+def bucket_pairs(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Candidate pairs of one band: `keys` sorted, `members` in the same order (ascending within a bucket).
+    Each member is paired with its bucket's first member and with its predecessor."""
+    same = np.flatnonzero(keys[1:] == keys[:-1]) + 1  # positions continuing a bucket
+    if not len(same):
         return np.empty((0, 2), dtype=np.int64)
-    pairs = valid[np.concatenate(found)]
-    pairs.sort(axis=1)
-    n = np.int64(len(sig))
+    starts = np.where(np.r_[True, keys[1:] != keys[:-1]], np.arange(len(keys)), 0)
+    first = np.maximum.accumulate(starts)  # position of each bucket's first member
+    found = [np.stack([members[first[same]], members[same]], axis=1)]
+    prev = same[first[same] != same - 1]  # predecessor pairs not already star pairs
+    if len(prev):
+        found.append(np.stack([members[prev - 1], members[prev]], axis=1))
+    return np.concatenate(found).astype(np.int64)
+
+
+def unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Distinct pairs (i < j) of indices below `n`, sorted."""
+    if not len(pairs):
+        return np.empty((0, 2), dtype=np.int64)
+    pairs = np.sort(pairs, axis=1)
+    n = np.int64(n)
     return sorted_unique(pairs[:, 0] * n + pairs[:, 1])[:, None] // np.array([n, 1]) % np.array([n + 1, n])
 
 
@@ -319,5 +331,5 @@ def collision_probability(similarity: float, params: LSHParams) -> float:
     return 1.0 - (1.0 - similarity**params.rows) ** params.bands if similarity > 0 else 0.0
 
 
-__all__ = ["LSHParams", "MinHasher", "NearDuplicates", "candidate_pairs", "clusters", "estimated_jaccard",
-           "exact_jaccard", "lsh_params", "near_duplicates"]
+__all__ = ["LSHParams", "MinHasher", "NearDuplicates", "band_keys", "bucket_pairs", "candidate_pairs",
+           "clusters", "estimated_jaccard", "exact_jaccard", "lsh_params", "near_duplicates", "unique_pairs"]

@@ -8,9 +8,10 @@ Two phases, so the expensive part scales out (the DataTrove pattern: steps don't
    default, a process pool or a Slurm job array when the stage passes one): local filters and MinHash
    signatures. Before it, once: the eval n-gram index is built or loaded from the cache, and the quality
    model is trained on the reference set vs a sample of the raw pool.
-2. **Merge** (here, one process): exact dedup on the normalized-text digests, LSH bucketing + verification +
-   connected components on the signatures, the mixture (upsampling, token budget), the validation split,
-   then the shards are written. Which duplicate survives depends only on the global reading order:
+2. **Merge** (here): exact dedup on the normalized-text digests; fuzzy dedup as map steps through the same
+   `map_fn` (`lsh`: LSH per band range, verification per pair part, then connected components of the
+   verified pairs here); the mixture (upsampling, token budget), the validation split, then the shards are
+   written. Which duplicate survives depends only on the global reading order:
    `sources` in order, files sorted within a source, records in file order.
 
 Output, inside `out_dir`:
@@ -187,8 +188,9 @@ def curate(
     started = time.perf_counter()
     try:
         plan = _plan(cfg, sources, work, data_root, cache_dir or work / "cache", earlier_caches)
-        summaries = (map_fn or sequential_map)(_ShardCall(plan), plan.tasks)
-        stats = _merge(plan, summaries, out_dir, started)
+        map_fn = map_fn or sequential_map
+        summaries = map_fn(_ShardCall(plan), plan.tasks)
+        stats = _merge(plan, summaries, out_dir, started, map_fn)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -242,7 +244,8 @@ def _plain(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ merge
 
 
-def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, started: float) -> CurationStats:
+def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, started: float,
+           map_fn: MapFn = sequential_map) -> CurationStats:
     cfg, sources, tasks = plan.cfg, plan.sources, plan.tasks
     stats = CurationStats()
     arrays = [_load_arrays(plan.shard_dir(t) / "arrays.npz") for t in tasks]
@@ -264,24 +267,22 @@ def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, s
     dedup_info: dict[str, Any] = {"exact_duplicates": int((~exact_keep).sum())}
     sim = np.zeros(len(digest))
     if cfg.minhash.enabled and len(digest):
-        from qwen_hpc.data.minhash import near_duplicates
+        from qwen_hpc.data.lsh import make_plan, near_duplicates_sharded
+        from qwen_hpc.data.minhash import LSHParams
 
-        sig = np.concatenate([a["sig"] for a in arrays])
-        survivors = np.flatnonzero(exact_keep)
-        starts = np.cumsum([0, *counts])
-
-        def texts(rows: np.ndarray) -> list[str]:  # exact verification: reread only the candidates' texts
-            return _survivor_texts(plan, task_of, starts, survivors[rows])
-
-        nd = near_duplicates(sig[survivors], cfg.minhash, texts)
-        near = survivors[~nd.keep]
-        fate[near] = 2
-        rep[near] = survivors[nd.representative[~nd.keep]]
-        sim[near] = nd.similarity[~nd.keep]
-        dedup_info.update(near_duplicates=len(near), candidate_pairs=nd.candidates, verified_pairs=nd.verified,
-                          bands=nd.params.bands, rows=nd.params.rows, scheme=cfg.minhash.scheme,
-                          num_perm=cfg.minhash.num_perm, shingle=f"{cfg.minhash.shingle_size}-{cfg.minhash.shingle}",
-                          threshold=cfg.minhash.threshold, verify=nd.verify, texts_reread=nd.texts_read)
+        fuzzy = make_plan(cfg.minhash, Path(plan.work_dir) / "fuzzy", [plan.shard_dir(t) for t in tasks],
+                          counts, exact_keep)
+        found, books = near_duplicates_sharded(fuzzy, map_fn)
+        fate[found.dropped] = 2
+        rep[found.dropped] = found.representative
+        sim[found.dropped] = found.similarity
+        params = LSHParams.from_config(cfg.minhash)
+        dedup_info.update(near_duplicates=len(found.dropped), candidate_pairs=books["candidates"],
+                          verified_pairs=books["verified"], bands=params.bands, rows=params.rows,
+                          scheme=cfg.minhash.scheme, num_perm=cfg.minhash.num_perm,
+                          shingle=f"{cfg.minhash.shingle_size}-{cfg.minhash.shingle}",
+                          threshold=cfg.minhash.threshold, verify=cfg.minhash.verify,
+                          texts_reread=books["texts_read"], lsh_tasks=len(fuzzy.tasks))
     mix = _mixture(plan, fate, nbytes, ids, task_of)
     for t, summary in zip(tasks, summaries, strict=True):
         stats.add_counts(sources[t.source].name, summary["read"], summary["dropped"])
@@ -294,24 +295,9 @@ def _merge(plan: CurationPlan, summaries: list[dict[str, Any]], out_dir: Path, s
     return stats
 
 
-def _survivor_texts(plan: CurationPlan, task_of: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> list[str]:
-    """Texts of the survivors at global indices `rows` (sorted), read back from the shards' docs.jsonl."""
-    out: list[str] = []
-    for t in np.unique(task_of[rows]).tolist():
-        want = rows[task_of[rows] == t] - starts[t]
-        with open(plan.shard_dir(plan.tasks[t]) / "docs.jsonl", encoding="utf-8") as fh:
-            lines = iter(enumerate(fh))
-            for w in want.tolist():
-                for k, line in lines:
-                    if k == w:
-                        out.append(json.loads(line)["text"])
-                        break
-    return out
-
-
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as z:  # read now and close: a run can have thousands of shards
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in ("digest", "nbytes")}
 
 
 def _mixture(plan: CurationPlan, fate: np.ndarray, nbytes: np.ndarray, ids: list[str], task_of: np.ndarray):  # noqa: ANN202

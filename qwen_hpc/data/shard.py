@@ -10,7 +10,10 @@ model — each under its reason), and for the survivors writes what the global m
     <work>/shards/<key>/docs.jsonl     survivors: id, source, file, line, text, meta
     <work>/shards/<key>/dropped.jsonl  local drops, one line each (the format of the final dropped.jsonl)
     <work>/shards/<key>/ids.txt        survivor ids, one a line
-    <work>/shards/<key>/arrays.npz     digest (16-byte exact-dedup key), sig (MinHash), nbytes per survivor
+    <work>/shards/<key>/arrays.npz     digest (16-byte exact-dedup key), nbytes per survivor
+    <work>/shards/<key>/offsets.npy    byte offset of each survivor in docs.jsonl
+    <work>/shards/<key>/sig.npy        MinHash signatures; band_keys.npy, band_rows.npy: sorted LSH keys
+                                       per band (the files of the sharded fuzzy dedup, `lsh`)
     <work>/shards/<key>/stats.json     read, dropped by reason, per-filter books
     <work>/shards/<key>/_DONE.json     written last, holds the plan key: a rerun skips a finished shard
 
@@ -32,7 +35,8 @@ import numpy as np
 from qwen_hpc.data.config import DataConfig, SourceConfig
 from qwen_hpc.data.document import Document
 from qwen_hpc.data.filters import EmptyFilter, Filter, FilterChain, LengthFilter, ReadErrorFilter
-from qwen_hpc.data.minhash import MinHasher
+from qwen_hpc.data.lsh import write_band_files
+from qwen_hpc.data.minhash import LSHParams, MinHasher
 from qwen_hpc.data.normalize import Normalizer
 from qwen_hpc.data.readers import read_part, read_source
 from qwen_hpc.data.writer import json_line
@@ -134,8 +138,9 @@ def process_shard(plan: CurationPlan, task: ShardTask) -> dict[str, Any]:
     hasher = MinHasher(plan.cfg.minhash) if plan.cfg.minhash.enabled else None
     read, dropped = 0, Counter()
     digests, nbytes, sigs, batch, ids = [], [], [], [], []
+    offsets, pos = [], 0
     with atomic_dir(final) as tmp:
-        with open(tmp / "docs.jsonl", "w", encoding="utf-8", newline="\n") as docs_fh, open(
+        with open(tmp / "docs.jsonl", "wb") as docs_fh, open(
             tmp / "dropped.jsonl", "w", encoding="utf-8", newline="\n"
         ) as drop_fh:
             for doc in task.documents(source):
@@ -145,8 +150,11 @@ def process_shard(plan: CurationPlan, task: ShardTask) -> dict[str, Any]:
                     dropped[reason] += 1
                     drop_fh.write(dropped_line(doc, reason))
                     continue
-                docs_fh.write(json_line({"id": doc.id, "source": doc.source, "file": doc.file,
-                                         "line": doc.line, "text": doc.text, "meta": doc.meta}))
+                line = json_line({"id": doc.id, "source": doc.source, "file": doc.file,
+                                  "line": doc.line, "text": doc.text, "meta": doc.meta}).encode("utf-8")
+                docs_fh.write(line)
+                offsets.append(pos)
+                pos += len(line)
                 ids.append(doc.id)
                 digests.append(normalizer.digest(doc.text))
                 nbytes.append(len(doc.text.encode("utf-8")))
@@ -160,7 +168,11 @@ def process_shard(plan: CurationPlan, task: ShardTask) -> dict[str, Any]:
         perms = plan.cfg.minhash.num_perm
         sig = np.concatenate(sigs) if sigs else np.empty((0, perms if hasher else 0), dtype=np.uint32)
         with open(tmp / "arrays.npz", "wb") as fh:
-            np.savez(fh, digest=np.array(digests, dtype="S16"), nbytes=np.array(nbytes, dtype=np.int64), sig=sig)
+            np.savez(fh, digest=np.array(digests, dtype="S16"), nbytes=np.array(nbytes, dtype=np.int64))
+        np.save(tmp / "offsets.npy", np.array(offsets, dtype=np.int64))
+        if hasher is not None:  # what the sharded fuzzy dedup reads (qwen_hpc.data.lsh)
+            np.save(tmp / "sig.npy", sig)
+            write_band_files(tmp, sig, LSHParams.from_config(plan.cfg.minhash))
         (tmp / "ids.txt").write_text("".join(i + "\n" for i in ids), encoding="utf-8")
         stats = {"task": task.index, "source": source.name, "file": task.path, "part": task.part,
                  "span": list(task.span) if task.span else None, "read": read,

@@ -1,4 +1,4 @@
-"""The per-shard step gives identical results in one process, in a process pool and as a Slurm job array."""
+"""The per-shard step and the fuzzy dedup's LSH and verify steps give identical results in one process, in a process pool and as a Slurm job array."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 
 def _cfg():  # noqa: ANN202
-    return config(minhash=MinHashConfig(), language_id=LanguageIDConfig(), quality_rules=QualityRulesConfig())
+    # three LSH tasks and three verify tasks: the fuzzy dedup's map steps run in the pool / array too
+    return config(minhash=MinHashConfig(lsh_tasks=3), language_id=LanguageIDConfig(),
+                  quality_rules=QualityRulesConfig())
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
