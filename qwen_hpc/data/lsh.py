@@ -159,20 +159,13 @@ class LSHCall:
         lo, hi = task.key_range()
         found = []
         for band in range(task.band_lo, task.band_hi):
-            keys, rows = [], []
-            for t, folder in enumerate(plan.shard_dirs):
-                k = np.load(Path(folder) / "band_keys.npy", mmap_mode="r")[band]
-                a = int(np.searchsorted(k, np.uint64(lo)))
-                b = len(k) if hi is None else int(np.searchsorted(k, np.uint64(hi)))
-                g = np.load(Path(folder) / "band_rows.npy", mmap_mode="r")[band, a:b].astype(np.int64)
-                g += plan.starts[t]
-                alive = keep[g]
-                keys.append(np.asarray(k[a:b])[alive])
-                rows.append(g[alive])
-            if keys:
-                k, g = np.concatenate(keys), np.concatenate(rows)
-                order = np.lexsort((g, k))
-                found.append(bucket_pairs(k[order], g[order]))
+            k, g = self._band(band, lo, hi, keep)
+            order = np.argsort(k, kind="stable")  # ties stay in global row order (see `_band`)
+            k = k[order]
+            g = g[order]
+            del order
+            found.append(bucket_pairs(k, g))
+            del k, g
         pairs = unique_pairs(np.concatenate(found), plan.total) if found else np.empty((0, 2), np.int64)
         part = _part_of(pairs, plan.verify_parts)
         order = np.argsort(part, kind="stable")
@@ -182,6 +175,28 @@ class LSHCall:
         _save(out / "bounds.npy", bounds)  # pairs of verify part v: pairs.npy[bounds[v]:bounds[v + 1]]
         _save(out / "pairs.npy", pairs[order])
         return {"task": task.index, "pairs": len(pairs)}
+
+
+    def _band(self, band: int, lo: int, hi: int | None, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keys in [lo, hi) of `band` of every shard, and their global rows, rows removed by exact dedup
+        left out: shard after shard, each sorted by (key, row), into two arrays allocated once."""
+        plan = self.plan
+        spans = []
+        for folder in plan.shard_dirs:
+            k = np.load(Path(folder) / "band_keys.npy", mmap_mode="r")[band]
+            a = int(np.searchsorted(k, np.uint64(lo)))
+            spans.append((a, len(k) if hi is None else int(np.searchsorted(k, np.uint64(hi)))))
+        size = sum(b - a for a, b in spans)
+        keys, rows, n = np.empty(size, np.uint64), np.empty(size, np.int64), 0
+        for t, (folder, (a, b)) in enumerate(zip(plan.shard_dirs, spans, strict=True)):
+            g = np.load(Path(folder) / "band_rows.npy", mmap_mode="r")[band, a:b].astype(np.int64)
+            g += plan.starts[t]
+            alive = keep[g]
+            m = int(alive.sum())
+            keys[n : n + m] = np.load(Path(folder) / "band_keys.npy", mmap_mode="r")[band, a:b][alive]
+            rows[n : n + m] = g[alive]
+            n += m
+        return keys[:n], rows[:n]
 
 
 def _part_of(pairs: np.ndarray, parts: int) -> np.ndarray:

@@ -194,14 +194,15 @@ def candidate_pairs(sig: np.ndarray, params: LSHParams) -> np.ndarray:
 
 def bucket_pairs(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
     """Candidate pairs of one band: `keys` sorted, `members` in the same order (ascending within a bucket).
-    Each member is paired with its bucket's first member and with its predecessor."""
+    Each member is paired with its bucket's first member and with its predecessor. Beyond one byte per row,
+    the work is on the rows that continue a bucket only."""
     same = np.flatnonzero(keys[1:] == keys[:-1]) + 1  # positions continuing a bucket
     if not len(same):
         return np.empty((0, 2), dtype=np.int64)
-    starts = np.where(np.r_[True, keys[1:] != keys[:-1]], np.arange(len(keys)), 0)
-    first = np.maximum.accumulate(starts)  # position of each bucket's first member
-    found = [np.stack([members[first[same]], members[same]], axis=1)]
-    prev = same[first[same] != same - 1]  # predecessor pairs not already star pairs
+    head = np.where(np.r_[True, same[1:] != same[:-1] + 1], same - 1, 0)  # a run of `same` is one bucket
+    first = np.maximum.accumulate(head)  # position of each bucket's first member
+    found = [np.stack([members[first], members[same]], axis=1)]
+    prev = same[first != same - 1]  # predecessor pairs not already star pairs
     if len(prev):
         found.append(np.stack([members[prev - 1], members[prev]], axis=1))
     return np.concatenate(found).astype(np.int64)

@@ -109,3 +109,22 @@ def test_lsh_tasks_cover_every_band_and_key_once() -> None:
             assert ranges[0][0] == 0 and ranges[-1][1] is None  # from 0 to the top of the 64-bit space
             assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert LSHTask(0, 0, 1, 1, 2).key_range() == (2**63, None)
+
+
+def test_bucket_pairs_link_every_bucket_like_the_all_pairs_reference() -> None:
+    from qwen_hpc.data.minhash import bucket_pairs, clusters
+
+    rng = np.random.default_rng(5)
+    keys = np.sort(rng.integers(0, 40, size=300).astype(np.uint64), kind="stable")
+    members = rng.permutation(1000)[:300]
+    order = np.lexsort((members, keys))  # members ascending within a bucket, as the LSH step hands them
+    keys, members = keys[order], members[order]
+    pairs = bucket_pairs(keys, members)
+    assert len(pairs) < 2 * len(keys)  # linear in the bucket sizes, not quadratic
+    reference = [(a, b) for k in np.unique(keys) for a in members[keys == k] for b in members[keys == k] if a < b]
+    got = clusters(1000, pairs)
+    want = clusters(1000, np.array(reference))
+    assert np.array_equal(got, want)
+    first = {int(k): int(members[keys == k][0]) for k in np.unique(keys)}
+    assert all(first[int(k)] in set(pairs[pairs[:, 1] == m, 0].tolist()) or m == first[int(k)]
+               for k, m in zip(keys.tolist(), members.tolist(), strict=True))  # every member meets its first
