@@ -44,7 +44,7 @@ def main() -> None:
     n, rng = args.docs, np.random.default_rng(0)
     sig = rng.integers(0, 2**32 - 2, size=(n, cfg.num_perm), dtype=np.uint32)
     sig[1::50] = sig[::50][: len(sig[1::50])]  # near-copies: every band collides
-    baseline = _peak(lambda: candidate_pairs(sig, params)) + sig.nbytes  # the matrix was held too
+    baseline = _peak(lambda s=sig: candidate_pairs(s, params)) + sig.nbytes  # the matrix was held too
     print(f"{n} documents, {params.bands} bands x {params.rows} rows, num_perm {cfg.num_perm}")
     print(f"baseline  one process, all signatures: {baseline / n:7.1f} B/doc")
     with tempfile.TemporaryDirectory() as tmp:
