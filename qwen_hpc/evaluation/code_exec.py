@@ -54,8 +54,9 @@ def check_program(program: str, tests: str, entry_point: str | None = None, time
 
 def check_programs(sources: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, *,
                    limits: SandboxLimits | None = None, workers: int | None = None,
-                   isolation_mode: str = "auto") -> list[SandboxResult]:
-    """Judge complete programs (e.g. from `humaneval_program` / `mbpp_program`) on parallel sandboxes."""
+                   isolation_mode: str = "auto", pooled: bool = True) -> list[SandboxResult]:
+    """Judge complete programs (e.g. from `humaneval_program` / `mbpp_program`) on parallel sandboxes
+    (warm pooled sandboxes where bwrap allows, see `qwen_hpc.sandbox.pool`)."""
     results = run_many(list(sources), limits=limits_for(timeout, limits), workers=workers,
-                       isolation_mode=isolation_mode)
+                       isolation_mode=isolation_mode, pooled=pooled)
     return [judged(result) for result in results]

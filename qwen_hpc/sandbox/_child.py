@@ -7,10 +7,10 @@ failed assert, and a program that ran to its end from one that called os._exit p
 deliberately standalone: no qwen_hpc imports, stdlib only.
 """
 
-import json
 import os
 import resource
 import sys
+import time
 
 
 def _apply_limits(rlimits):
@@ -67,13 +67,30 @@ def _run(path, status_fd):
     os.write(status_fd, b"ok\n")
 
 
-def main():
-    config = json.loads(sys.argv[1])
+def _config(argv):
+    """`key=value` arguments (json would cost an import of `re` in every run); rlimits as NAME:soft:hard."""
+    config = {"rlimits": {}}
+    for item in argv:
+        key, _, value = item.partition("=")
+        if key == "rlimit":
+            name, soft, hard = value.split(":")
+            config["rlimits"][name] = (int(soft), int(hard))
+        elif key in ("uid", "gid", "status_fd", "sock_fd"):
+            config[key] = int(value)
+        elif key in ("site", "unshare_net", "forbid_root"):
+            config[key] = value == "1"
+        else:
+            config[key] = value
+    return config
+
+
+def _prepare(config):
+    """Limits, network, uid, directory: everything before the program's first line."""
     status_fd = config["status_fd"]
     _apply_limits(config["rlimits"])
     if config.get("unshare_net"):
         _leave_network()
-    if config.get("uid") is not None:
+    if "uid" in config:
         _drop_privileges(config["uid"], config["gid"])
     elif config.get("forbid_root") and os.geteuid() == 0:
         raise SystemExit("sandbox: refusing to run a program as root outside namespaces")
@@ -84,7 +101,110 @@ def main():
         import site
 
         site.main()
-    _run(config["main"], status_fd)
+
+
+def _exit_code(stop):
+    value = stop.code
+    if value is None or isinstance(value, int):
+        return value or 0
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _forked_run(config, fds):
+    """In a child of the supervisor: take the run's fds as 0/1/2/3, run, and exit as an interpreter would."""
+    stdin, stdout, stderr, status = fds
+    for source, target in ((stdin, 0), (stdout, 1), (stderr, 2), (status, 3)):
+        os.dup2(source, target)
+    os.closerange(4, 1 << 16)  # the supervisor's socket included
+    os.setsid()
+    config["status_fd"] = 3
+    code = 0
+    try:
+        _prepare(config)
+        _run(config["main"], 3)
+    except SystemExit as stop:
+        code = _exit_code(stop)
+    except BaseException as error:  # the child must always reach os._exit; print as the interpreter would
+        code = 1
+        try:
+            import traceback
+
+            traceback.print_exception(type(error), error, error.__traceback__)
+        except BaseException:  # noqa: BLE001
+            pass
+    try:
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            threading._shutdown()
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        code = code or 1
+    os._exit(code)
+
+
+def _sweep(uid):
+    """Kill every process of `uid` in this pid namespace (what a run left behind)."""
+    for _ in range(100):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat("/proc/" + name).st_uid != uid:
+                    continue
+                with open("/proc/" + name + "/stat", "rb") as handle:
+                    if handle.read().rpartition(b")")[2].split()[0] == b"Z":
+                        continue  # already dead, waiting for the namespace's init to reap it
+                os.kill(int(name), 9)
+                found = True
+            except (OSError, IndexError):
+                pass
+        if not found:
+            return
+        time.sleep(0.001)
+        # reap what we can (grandchildren re-parented to us, the namespace's init)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
+
+def serve(config):
+    """Supervisor: one request per run on the socket (arguments + 4 fds), fork, wait, sweep, reply."""
+    import socket
+
+    sock = socket.socket(fileno=config["sock_fd"])
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+        except OSError:
+            return
+        if not message:
+            return
+        run_config = _config(message.decode().split("\0"))
+        pid = os.fork()
+        if pid == 0:
+            _forked_run(run_config, fds)
+        for fd in fds:
+            os.close(fd)
+        _, status, usage = os.wait4(pid, 0)
+        _sweep(run_config["uid"])
+        sock.sendall(b"%d %.3f\n" % (os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime))
+
+
+def main():
+    if sys.argv[1:2] == ["serve"]:
+        serve(_config(sys.argv[2:]))
+        return
+    config = _config(sys.argv[1:])
+    _prepare(config)
+    _run(config["main"], config["status_fd"])
 
 
 main()

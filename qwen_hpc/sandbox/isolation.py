@@ -11,6 +11,7 @@ says so: `isolation()` reports the mode and why.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
@@ -80,6 +81,15 @@ def reachable_by_others(python: str) -> bool:
 
 def bwrap_args(iso: Isolation, workdir: str) -> list[str]:
     """The bwrap command prefix for one run whose private directory is `workdir`."""
+    args = list(bwrap_prefix(iso)) + ["--bind", workdir, workdir, "--chdir", workdir]
+    if iso.own_uid:
+        args += list(UID_FLAGS)
+    return args
+
+
+@functools.lru_cache(maxsize=16)
+def bwrap_prefix(iso: Isolation) -> tuple[str, ...]:
+    """The part of the bwrap command that does not depend on the run (computed once per isolation)."""
     args = [iso.bwrap or BWRAP, *iso.flags, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp"]
     for hidden in iso.hidden:
@@ -95,10 +105,7 @@ def bwrap_args(iso: Isolation, workdir: str) -> list[str]:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += ["--ro-bind", root, root]
-    args += ["--bind", workdir, workdir, "--chdir", workdir]
-    if iso.own_uid:
-        args += list(UID_FLAGS)
-    return args
+    return tuple(args)
 
 
 def _bwrap_candidate(bwrap: str, python: str, flags: tuple[str, ...], own_uid: bool) -> Isolation:

@@ -7,7 +7,6 @@ program the moment one stream goes over. It enforces the wall-time limit itself 
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import shutil
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Protocol
 
 from qwen_hpc.sandbox.isolation import BWRAP, Isolation, bwrap_args, isolation
 from qwen_hpc.sandbox.limits import SandboxLimits
@@ -65,6 +65,8 @@ class _Outcome:
     output_exceeded: str | None = None      # "stdout" / "stderr"
     cpu_s: float = 0.0
     duration_s: float = 0.0
+    bwrap_exit: bool = False                # exit status came from bwrap (signal N reads as 128+N)
+    lost: str | None = None                 # the supervisor of a pooled run went away: why
 
 
 def scrubbed_env(workdir: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -103,41 +105,69 @@ def _write_files(workdir: str, code: str, files: Mapping[str, bytes | str] | Non
                 os.chown(os.path.join(dirpath, name), owner, owner)
 
 
-def _command(iso: Isolation, workdir: str, limits: SandboxLimits, uid: int | None, status_fd: int,
-             site_packages: bool, main: str = MAIN) -> list[str]:
+def child_args(iso: Isolation, workdir: str, limits: SandboxLimits, uid: int | None, status_fd: int,
+               site_packages: bool, main: str = MAIN) -> list[str]:
+    """The `key=value` arguments `_child.py` reads: limits, uid, directories."""
     rlimits = limits.rlimits()
     if uid is None and os.geteuid() != 0:
         # the kernel counts RLIMIT_NPROC over every task of the uid: allow `nproc` more than run already
         soft, hard = rlimits["RLIMIT_NPROC"]
         extra = tasks_of_current_user()
         rlimits["RLIMIT_NPROC"] = (soft + extra, hard + extra)
-    config = {
-        "rlimits": rlimits, "uid": uid, "gid": uid, "status_fd": status_fd, "workdir": workdir,
-        "main": os.path.join(workdir, main), "site": site_packages,
-        "unshare_net": iso.mode != BWRAP and iso.network_isolated, "forbid_root": iso.mode != BWRAP,
-    }
-    python = [iso.python, "-I", "-S", "-c", CHILD_SOURCE, json.dumps(config)]
+    args = [f"rlimit={name}:{soft}:{hard}" for name, (soft, hard) in rlimits.items()]
+    args += [f"status_fd={status_fd}", f"workdir={workdir}", f"main={os.path.join(workdir, main)}",
+             f"site={int(site_packages)}", f"unshare_net={int(iso.mode != BWRAP and iso.network_isolated)}",
+             f"forbid_root={int(iso.mode != BWRAP)}"]
+    if uid is not None:
+        args += [f"uid={uid}", f"gid={uid}"]
+    return args
+
+
+def _command(iso: Isolation, workdir: str, limits: SandboxLimits, uid: int | None, status_fd: int,
+             site_packages: bool, main: str = MAIN) -> list[str]:
+    python = [iso.python, "-I", "-S", "-c", CHILD_SOURCE,
+              *child_args(iso, workdir, limits, uid, status_fd, site_packages, main)]
     return bwrap_args(iso, workdir) + python if iso.mode == BWRAP else python
 
 
+class _Handle(Protocol):
+    """A running program as `_pump` sees it: has it ended (filling `outcome`), and how to stop it."""
+
+    def poll(self, outcome: _Outcome, block: bool) -> bool: ...
+
+    def kill(self) -> None: ...
+
+
+@dataclass
+class _Direct:
+    """A run that is its own process tree (bwrap or the interpreter), started by us."""
+
+    proc: subprocess.Popen[bytes]
+    bwrap: bool
+
+    def poll(self, outcome: _Outcome, block: bool) -> bool:
+        pid, status, usage = os.wait4(self.proc.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return False
+        outcome.bwrap_exit = self.bwrap
+        outcome.exit_status = os.waitstatus_to_exitcode(status)
+        outcome.cpu_s = usage.ru_utime + usage.ru_stime
+        self.proc.returncode = outcome.exit_status
+        return True
+
+    def kill(self) -> None:
+        _kill(self.proc)
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a sandbox's process group (bwrap takes its namespace down with it)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _reap(proc: subprocess.Popen[bytes], outcome: _Outcome, block: bool) -> bool:
-    pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
-    if pid == 0:
-        return False
-    outcome.exit_status = os.waitstatus_to_exitcode(status)
-    outcome.cpu_s = usage.ru_utime + usage.ru_stime
-    proc.returncode = outcome.exit_status
-    return True
-
-
-def _pump(proc: subprocess.Popen[bytes], status_r: int, limits: SandboxLimits,
+def _pump(handle: _Handle, stdout_r: int, stderr_r: int, status_r: int, limits: SandboxLimits,
           out: _Capture, err: _Capture) -> _Outcome:
     """Read stdout/stderr/status until the program ends or a limit stops it."""
     outcome = _Outcome()
@@ -145,9 +175,8 @@ def _pump(proc: subprocess.Popen[bytes], status_r: int, limits: SandboxLimits,
     deadline = start + limits.wall_s
     status = bytearray()
     selector = selectors.DefaultSelector()
-    assert proc.stdout is not None and proc.stderr is not None
-    selector.register(proc.stdout.fileno(), selectors.EVENT_READ, out)
-    selector.register(proc.stderr.fileno(), selectors.EVENT_READ, err)
+    selector.register(stdout_r, selectors.EVENT_READ, out)
+    selector.register(stderr_r, selectors.EVENT_READ, err)
     selector.register(status_r, selectors.EVENT_READ, None)
     reaped = False
     reaped_at = 0.0
@@ -171,26 +200,28 @@ def _pump(proc: subprocess.Popen[bytes], status_r: int, limits: SandboxLimits,
                         outcome.output_exceeded = "stdout" if key.data is out else "stderr"
             if outcome.output_exceeded:
                 break
-            if not reaped and _reap(proc, outcome, block=False):
+            if not reaped and handle.poll(outcome, block=False):
                 reaped, reaped_at = True, time.monotonic()
     finally:
         selector.close()
-        _kill(proc)
         if not reaped:
-            _reap(proc, outcome, block=True)
+            handle.kill()
+            handle.poll(outcome, block=True)
+        else:
+            handle.kill()  # anything the program left behind
         outcome.duration_s = time.monotonic() - start
     lines = status.decode(errors="replace").split()
     outcome.status_line = " ".join(lines[-2:]) if lines else ""
     return outcome
 
 
-def _signal_of(outcome: _Outcome, iso: Isolation) -> int | None:
+def _signal_of(outcome: _Outcome) -> int | None:
     rc = outcome.exit_status
     if rc is None:
         return None
     if rc < 0:
         return -rc
-    if iso.mode == BWRAP and rc > 128 and not outcome.status_line:
+    if outcome.bwrap_exit and rc > 128 and not outcome.status_line:
         return rc - 128  # bwrap reports a child killed by signal N as exit status 128+N
     return None
 
@@ -202,12 +233,14 @@ def _last_line(text: str) -> str:
 
 def classify(outcome: _Outcome, limits: SandboxLimits, iso: Isolation, stderr: str) -> tuple[Status, str]:
     """Turn raw facts into a status and a readable reason (order: our own stops first, then the program's)."""
+    if outcome.lost:
+        return Status.ERROR, f"sandbox supervisor lost: {outcome.lost}"
     if outcome.output_exceeded:
         return Status.OUTPUT_LIMIT, f"{outcome.output_exceeded} exceeded {limits.output_bytes} bytes; stopped"
     if outcome.wall_exceeded:
         return Status.TIMEOUT, f"wall time limit {limits.wall_s:g}s exceeded"
     kind, _, detail = outcome.status_line.partition(" ")
-    sig = _signal_of(outcome, iso)
+    sig = _signal_of(outcome)
     if kind == "exception" and detail == "MemoryError":
         return Status.MEMORY, f"MemoryError: memory limit {limits.memory_mb} MiB (address space) reached"
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and outcome.cpu_s >= 0.95 * limits.cpu_s):
@@ -231,8 +264,9 @@ def _run(code: str, limits: SandboxLimits, files: Mapping[str, bytes | str] | No
         uid = stack.enter_context(uid_slot()) if iso.own_uid else None
         workdir = stack.enter_context(_workdir(uid))
         _write_files(workdir, code, files, uid)
-        stdin_file = stack.enter_context(tempfile.TemporaryFile())
+        stdin_file: int | IO[bytes] = subprocess.DEVNULL
         if stdin:
+            stdin_file = stack.enter_context(tempfile.TemporaryFile())
             stdin_file.write(stdin.encode())
             stdin_file.seek(0)
         status_r, status_w = os.pipe()
@@ -245,16 +279,22 @@ def _run(code: str, limits: SandboxLimits, files: Mapping[str, bytes | str] | No
         finally:
             os.close(status_w)
         with proc:
+            assert proc.stdout is not None and proc.stderr is not None
             out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
-            outcome = _pump(proc, status_r, limits, out, err)
-        stderr = err.text()
-        status, reason = classify(outcome, limits, iso, stderr)
-        kind, _, detail = outcome.status_line.partition(" ")
-        return SandboxResult(
-            status=status, reason=reason, returncode=outcome.exit_status, stdout=out.text(), stderr=stderr,
-            duration_s=outcome.duration_s, isolation=iso.mode, completed=kind == "ok" and status is Status.PASSED,
-            exception=detail if kind == "exception" else None, stdout_truncated=out.over,
-            stderr_truncated=err.over)
+            outcome = _pump(_Direct(proc, iso.mode == BWRAP), proc.stdout.fileno(), proc.stderr.fileno(), status_r, limits, out, err)
+        return _result(outcome, limits, iso, out, err)
+
+
+def _result(outcome: _Outcome, limits: SandboxLimits, iso: Isolation, out: _Capture,
+            err: _Capture) -> SandboxResult:
+    stderr = err.text()
+    status, reason = classify(outcome, limits, iso, stderr)
+    kind, _, detail = outcome.status_line.partition(" ")
+    return SandboxResult(
+        status=status, reason=reason, returncode=outcome.exit_status, stdout=out.text(), stderr=stderr,
+        duration_s=outcome.duration_s, isolation=iso.mode, completed=kind == "ok" and status is Status.PASSED,
+        exception=detail if kind == "exception" else None, stdout_truncated=out.over,
+        stderr_truncated=err.over)
 
 
 def run_python(code: str, *, limits: SandboxLimits | None = None, files: Mapping[str, bytes | str] | None = None,
@@ -271,15 +311,31 @@ def run_python(code: str, *, limits: SandboxLimits | None = None, files: Mapping
 
 
 def run_many(programs: list[str], *, limits: SandboxLimits | None = None, workers: int | None = None,
-             isolation_mode: str = "auto", site_packages: bool = False) -> list[SandboxResult]:
-    """Run independent programs on `workers` parallel sandboxes (default: the usable CPUs); order is kept."""
+             isolation_mode: str = "auto", site_packages: bool = False, pooled: bool = True) -> list[SandboxResult]:
+    """Run independent programs on `workers` parallel sandboxes (default: the usable CPUs); order is kept.
+
+    With bwrap and an own uid the runs go to a `SandboxPool` (warm sandboxes, a fork per run) unless
+    `pooled=False`; otherwise each run is a sandbox of its own.
+    """
+    from qwen_hpc.sandbox.pool import SandboxPool
+
     iso = isolation(isolation_mode)
     limits = limits or SandboxLimits()
     workers = workers or len(os.sched_getaffinity(0))
     if workers < 1:
         raise ValueError(f"sandbox workers={workers} must be >= 1")
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda code: _run(code, limits, None, None, iso, site_packages, None), programs))
+    workers = min(workers, max(1, len(programs)))
+    with ExitStack() as stack:
+        if pooled and iso.mode == BWRAP and iso.own_uid:
+            pool = stack.enter_context(SandboxPool(iso, workers))
+
+            def one(code: str) -> SandboxResult:
+                return pool.run(code, limits=limits, site_packages=site_packages)
+        else:
+            def one(code: str) -> SandboxResult:
+                return _run(code, limits, None, None, iso, site_packages, None)
+        executor = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox"))
+        return list(executor.map(one, programs))
 
 
 def probe_run(candidate: Isolation) -> tuple[bool, str]:

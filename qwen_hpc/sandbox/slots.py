@@ -73,8 +73,10 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-def kill_uid(uid: int, rounds: int = 20) -> None:
-    """SIGKILL every process of a slot uid (what is left after a run in rlimits mode, e.g. daemons)."""
+def kill_uid(uid: int, rounds: int = 200) -> None:
+    """SIGKILL every process of a slot uid and wait (up to ~2 s) until none is left, zombies included:
+    daemons a run left behind in rlimits mode, or a bwrap namespace still being torn down. A uid is only
+    handed to the next run once it owns nothing."""
     for _ in range(rounds):
         pids = processes_of(uid)
         if not pids:

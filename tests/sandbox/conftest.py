@@ -1,34 +1,71 @@
-"""Sandbox test fixtures: the isolation modes this machine offers, and tight limits that stop bombs fast."""
+"""Sandbox test fixtures: every way this machine can run a program (one sandbox per run, a warm pool,
+rlimits only), and tight limits that stop bombs fast."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 
-from qwen_hpc.sandbox import SandboxLimits, isolation, run_python
+from qwen_hpc.sandbox import Isolation, SandboxLimits, SandboxPool, SandboxResult, isolation, run_python
 
-TIGHT = SandboxLimits(cpu_s=2, wall_s=5, memory_mb=512, file_size_mb=1, nproc=16, output_bytes=64 << 10)
+# wall_s is generous so that a busy CI machine never turns an expected verdict into a wall-time timeout;
+# tests of the wall limit itself lower it
+TIGHT = SandboxLimits(cpu_s=2, wall_s=60, memory_mb=512, file_size_mb=1, nproc=16, output_bytes=64 << 10)
 
 
-def available_modes() -> list[str]:
-    """"auto" (bwrap where it works), plus "rlimits" when auto picked bwrap, so both paths get exercised."""
-    modes = ["auto"]
-    if isolation("auto").mode == "bwrap":
+@dataclass
+class Sandbox:
+    """Runs a program one particular way; `iso` is the isolation it gets."""
+
+    name: str
+    iso: Isolation
+    pool: SandboxPool | None = None
+
+    def __call__(self, code: str, **kwargs: Any) -> SandboxResult:
+        if self.pool is not None:
+            return self.pool.run(code, **kwargs)
+        return run_python(code, isolation_mode="rlimits" if self.name == "rlimits" else "auto", **kwargs)
+
+
+def available() -> list[str]:
+    """"single" (bwrap where it works, else rlimits), "pool" with bwrap + own uid, and "rlimits" too when
+    bwrap is the default and rlimits mode is allowed here (root needs an interpreter other uids can read)."""
+    names = ["single"]
+    auto = isolation("auto")
+    if auto.mode == "bwrap":
+        if auto.own_uid:
+            names.append("pool")
         try:
             isolation("rlimits")
-            modes.append("rlimits")
+            names.append("rlimits")
         except RuntimeError:
-            pass  # e.g. root with an interpreter other uids cannot read: rlimits mode refuses (tested)
-    return modes
+            pass  # refusing is tested in test_containment
+    return names
 
 
-@pytest.fixture(params=available_modes())
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
+@pytest.fixture(scope="session")
+def _pool() -> Iterator[SandboxPool | None]:
+    auto = isolation("auto")
+    if auto.mode != "bwrap" or not auto.own_uid:
+        yield None
+        return
+    with SandboxPool(auto, workers=2) as pool:
+        yield pool
+
+
+@pytest.fixture(params=available())
+def sandbox(request: pytest.FixtureRequest, _pool: SandboxPool | None) -> Sandbox:
+    name = request.param
+    iso = isolation("rlimits" if name == "rlimits" else "auto")
+    return Sandbox(name, iso, _pool if name == "pool" else None)
 
 
 @pytest.fixture
-def still_works(mode: str):
-    """After the test, an ordinary program must still run in the same mode (the sandbox recovered)."""
+def still_works(sandbox: Sandbox) -> Iterator[None]:
+    """After the test, an ordinary program must still run the same way (the sandbox recovered)."""
     yield
-    after = run_python("print(6 * 7)", isolation_mode=mode)
+    after = sandbox("print(6 * 7)")
     assert after.passed and after.stdout == "42\n", after

@@ -4,43 +4,42 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, Status, isolation, run_many, run_python
-from tests.sandbox.conftest import TIGHT
+from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, Status, run_many
+from tests.sandbox.conftest import TIGHT, Sandbox
 
 
-def test_isolation_is_reported(mode: str) -> None:
-    iso = isolation(mode)
+def test_isolation_is_reported(sandbox: Sandbox) -> None:
+    iso = sandbox.iso
     assert iso.mode in ("bwrap", "rlimits")
     assert iso.reason
-    result = run_python("print('hi')", isolation_mode=mode)
+    result = sandbox("print('hi')")
     assert result.isolation == iso.mode
     assert (result.status, result.stdout, result.completed) == (Status.PASSED, "hi\n", True)
 
 
-def test_exception_exit_code_and_early_exit_are_told_apart(mode: str) -> None:
-    failed = run_python("def f():\n    assert 1 == 2, 'nope'\nf()\n", isolation_mode=mode)
+def test_exception_exit_code_and_early_exit_are_told_apart(sandbox: Sandbox) -> None:
+    failed = sandbox("def f():\n    assert 1 == 2, 'nope'\nf()\n")
     assert failed.status is Status.FAILED and failed.exception == "AssertionError"
     assert failed.reason == "AssertionError: nope"
     assert 'main.py", line 2, in f' in failed.stderr and "<string>" not in failed.stderr
 
-    exit3 = run_python("import sys\nsys.exit(3)", isolation_mode=mode)
+    exit3 = sandbox("import sys\nsys.exit(3)")
     assert (exit3.status, exit3.returncode, exit3.reason) == (Status.FAILED, 3, "exit status 3")
 
-    early = run_python("import os\nos._exit(0)\nraise SystemExit(1)", isolation_mode=mode)
+    early = sandbox("import os\nos._exit(0)\nraise SystemExit(1)")
     assert early.status is Status.PASSED and not early.completed
 
 
-def test_files_stdin_and_imports_from_the_work_dir(mode: str) -> None:
+def test_files_stdin_and_imports_from_the_work_dir(sandbox: Sandbox) -> None:
     code = "import sys, helper\nprint(helper.VALUE, open('data/in.txt').read(), sys.stdin.read())"
-    result = run_python(code, files={"helper.py": "VALUE = 7\n", "data/in.txt": b"bytes"}, stdin="typed",
-                        isolation_mode=mode)
+    result = sandbox(code, files={"helper.py": "VALUE = 7\n", "data/in.txt": b"bytes"}, stdin="typed")
     assert result.passed and result.stdout == "7 bytes typed\n", result
     with pytest.raises(ValueError, match="outside the sandbox"):
-        run_python("pass", files={"../escape.py": "x"}, isolation_mode=mode)
+        sandbox("pass", files={"../escape.py": "x"})
 
 
-def test_file_size_limit(mode: str) -> None:
-    result = run_python("open('big', 'wb').write(b'x' * (2 << 20))", limits=TIGHT, isolation_mode=mode)
+def test_file_size_limit(sandbox: Sandbox) -> None:
+    result = sandbox("open('big', 'wb').write(b'x' * (2 << 20))", limits=TIGHT)
     assert result.status is Status.FAILED and "File too large" in result.reason, result
 
 
@@ -59,3 +58,10 @@ def test_config_validates_and_builds_limits() -> None:
         SandboxConfig(isolation="docker")
     with pytest.raises(ValueError, match="sandbox.workers"):
         SandboxConfig(workers=0)
+
+
+def test_site_packages_on_request(sandbox: Sandbox) -> None:
+    with_site = sandbox("import numpy\nprint(numpy.arange(3).sum())", site_packages=True)
+    assert with_site.passed and with_site.stdout == "3\n", with_site
+    without = sandbox("import numpy")
+    assert without.status is Status.FAILED and without.exception == "ModuleNotFoundError"
