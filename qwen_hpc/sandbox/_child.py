@@ -148,31 +148,25 @@ def _forked_run(config, fds):
 
 
 def _sweep(uid):
-    """Kill every process of `uid` in this pid namespace (what a run left behind)."""
-    for _ in range(100):
-        found = False
+    """Kill every process of `uid` in this pid namespace (what a run left behind) and wait until the
+    namespace's init has reaped them all, so the uid owns nothing when it goes to the next run."""
+    for _ in range(2000):
+        left = False
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
             try:
                 if os.stat("/proc/" + name).st_uid != uid:
                     continue
+                left = True
                 with open("/proc/" + name + "/stat", "rb") as handle:
-                    if handle.read().rpartition(b")")[2].split()[0] == b"Z":
-                        continue  # already dead, waiting for the namespace's init to reap it
-                os.kill(int(name), 9)
-                found = True
+                    if handle.read().rpartition(b")")[2].split()[0] != b"Z":
+                        os.kill(int(name), 9)
             except (OSError, IndexError):
                 pass
-        if not found:
+        if not left:
             return
         time.sleep(0.001)
-        # reap what we can (grandchildren re-parented to us, the namespace's init)
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            pass
 
 
 def serve(config):

@@ -48,7 +48,6 @@ def _mbpp(data_root: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.slow
 def test_mbpp_reference_solutions_pass(data_root: Path) -> None:
     rows = [r for r in _mbpp(data_root) if r["task_id"] in MBPP_TEST_IDS and r["task_id"] not in MBPP_KNOWN_BROKEN]
     assert len(rows) == len(MBPP_TEST_IDS) - len(MBPP_KNOWN_BROKEN)
