@@ -18,6 +18,7 @@ from qwen_hpc.config.stages import (
     LongContextStageConfig,
     PretrainStageConfig,
     ReportStageConfig,
+    SFTStageConfig,
     TokenizerStageConfig,
     TokensStageConfig,
 )
@@ -47,6 +48,7 @@ class QwenConfig:
     tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
     tokens: TokensStageConfig = field(default_factory=TokensStageConfig)
     pretrain: PretrainStageConfig = field(default_factory=PretrainStageConfig)
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
     long_context: LongContextStageConfig = field(default_factory=LongContextStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)

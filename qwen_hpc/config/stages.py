@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qwen_hpc.alignment.config import SFTConfig
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.data.config import DataConfig
 from qwen_hpc.model.long_context import SETTINGS
@@ -43,6 +44,11 @@ class TokensStageConfig:
 class PretrainStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+
+
+@dataclass
+class SFTStageConfig(SFTConfig):
     resources: ResourceOverrides = field(default_factory=ResourceOverrides)
 
 

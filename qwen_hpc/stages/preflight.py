@@ -22,7 +22,7 @@ def job_world_size(cfg: QwenConfig, stage: str) -> int:
 
 
 def check_training_layout(stage: str, cfg: QwenConfig) -> None:
-    """TP/PP/DP of `pretrain` (and of `evaluate`, which loads the model in the same layout)."""
+    """TP/PP/DP of `pretrain` and `sft` (and of `evaluate`, which loads the model in the same layout)."""
     from qwen_hpc.training.config import check_model_parallel, check_parallel_layout
 
     train, world = cfg.pretrain.train, None
@@ -30,6 +30,8 @@ def check_training_layout(stage: str, cfg: QwenConfig) -> None:
         world = job_world_size(cfg, stage)
         if stage == "pretrain":
             check_parallel_layout(train, cfg.pretrain.optimizer, world, model=cfg.model)
+        elif stage == "sft":
+            check_parallel_layout(cfg.sft.train, cfg.sft.optimizer, world, model=cfg.model)
         else:
             check_model_parallel(cfg.model, train)
             if world % train.model_parallel_size:
@@ -55,5 +57,12 @@ def preflight(stage: str, cfg: QwenConfig) -> None:
             raise PreflightError(str(exc)) from exc
         if not cfg.data.sources and not cfg.data.embedded_corpus:
             raise PreflightError("data.sources is empty and data.embedded_corpus=false: no input text")
-    if stage in ("pretrain", "evaluate"):
+    if stage in ("pretrain", "evaluate", "sft"):
         check_training_layout(stage, cfg)
+    if stage == "sft":
+        from qwen_hpc.alignment.dataset import check_sft_sources
+
+        try:
+            check_sft_sources(cfg.sft)
+        except FileNotFoundError as exc:
+            raise PreflightError(str(exc)) from exc

@@ -11,6 +11,7 @@ STAGE_NAMES: tuple[str, ...] = (
     "tokenizer",
     "tokens",
     "pretrain",
+    "sft",
     "evaluate",
     "long_context",
     "report",

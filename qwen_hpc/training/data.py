@@ -207,6 +207,9 @@ def build_datasets(
     return datasets[0], datasets[1]
 
 
+BATCH_KEYS = ("tokens", "labels", "loss_mask", "position_ids", "attention_mask")
+
+
 class MicroBatchIterator:
     """Micro-batches of one data-parallel rank, in dataset order, starting after `consumed_samples`.
 
@@ -242,7 +245,5 @@ class MicroBatchIterator:
         start = self.consumed_samples + self.dp_rank * self.micro_batch_size
         samples = [self.dataset[i] for i in range(start, start + self.micro_batch_size)]
         self.consumed_samples += step
-        return {
-            key: torch.stack([s[key] for s in samples])
-            for key in ("tokens", "labels", "loss_mask", "position_ids")
-        }
+        # tokens, labels, loss_mask, position_ids (+ attention_mask for packed SFT samples)
+        return {key: torch.stack([s[key] for s in samples]) for key in samples[0] if key in BATCH_KEYS}

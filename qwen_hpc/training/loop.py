@@ -77,6 +77,20 @@ def resolve_precision(train: TrainConfig) -> tuple[bool, str]:
     return False, "auto: no CUDA device (CPU BF16 is ~27x slower than FP32)"
 
 
+@dataclass(frozen=True)
+class Objective:
+    """How a training run averages its loss and what its samples carry (pretraining: the defaults).
+
+    `per_token_loss`: the loss is the mean over the loss-masked tokens of the whole global batch (micro-batches
+    and data-parallel ranks together, Megatron's `calculate_per_token_loss`), not the mean of micro-batch means;
+    what SFT needs, where micro-batches hold different numbers of supervised tokens.
+    `attention_masks`: samples bring their own `attention_mask` (packed conversations).
+    """
+
+    per_token_loss: bool = False
+    attention_masks: bool = False
+
+
 @dataclass
 class _Run:
     """Everything `pretrain` builds before its first step."""
@@ -178,10 +192,20 @@ def build_stage_model(
 
 
 def build_training_model(
-    model_cfg: ModelConfig, train: TrainConfig, n_vocab: int
+    model_cfg: ModelConfig, train: TrainConfig, n_vocab: int, *, objective: Objective | None = None
 ) -> tuple[Any, Any, Any, bool]:
     """(GPTModel, DDP-wrapped model, TransformerConfig, bf16) for this rank's pipeline stage."""
+    objective = objective or Objective()
     model, config, bf16, why, kernels = build_stage_model(model_cfg, train, n_vocab)
+    # before DDP is built: it reads the switch to decide how gradients are scaled
+    config.calculate_per_token_loss = objective.per_token_loss
+    if objective.attention_masks:
+        if kernels.backend == "te":
+            raise ValueError(
+                "per-sample attention masks (packed conversations) need the local attention backend; "
+                "Transformer Engine's causal attention ignores them: use padded sequences instead"
+            )
+        config.masked_softmax_fusion = False  # the fused kernel applies only the causal triangle
     wrapped = Float16Module(config, model) if bf16 else model
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=bf16,
@@ -202,17 +226,16 @@ def _setup(
     model_cfg: ModelConfig,
     train: TrainConfig,
     optim: OptimizerConfig,
-    blend: Blend,
+    datasets: Callable[[], tuple[Any, Any]],
     *,
-    eod_id: int,
     n_vocab: int,
     out_dir: Path,
     tracker: Tracker,
-    index_cache_dir: Path | None,
     init_checkpoint: Path | None = None,
+    objective: Objective,
 ) -> _Run:
     world = dist.get_world_size()
-    model, ddp, config, bf16 = build_training_model(model_cfg, train, n_vocab)
+    model, ddp, config, bf16 = build_training_model(model_cfg, train, n_vocab, objective=objective)
     optimizer, scheduler = _build_optimizer(ddp, train, optim, bf16)
     config.grad_scale_func = optimizer.scale_loss
     if dist.get_rank() == 0:
@@ -251,10 +274,7 @@ def _setup(
         # Iteration i (1-based) uses the scheduler's LR at step i: warmup starts at lr/warmup, not at 0,
         # and the last iteration reaches min_lr. The offset is part of the saved scheduler state.
         scheduler.step(increment=1)
-    cache_dir = index_cache_dir or out_dir / "index_cache"
-    train_ds, valid_ds = build_datasets(
-        model_cfg, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir
-    )
+    train_ds, valid_ds = datasets()
     is_logger = (
         ps.is_pipeline_last_stage(ignore_virtual=True)
         and dp_rank == 0
@@ -315,6 +335,7 @@ def _step_metrics(run: _Run, train: TrainConfig, outcome: Any, seconds: float) -
         "tokens_per_s": tokens_per_s,
         "consumed_samples": run.state.consumed_samples,
         "iteration_time_s": seconds,
+        "loss_tokens_per_s": outcome.tokens / seconds,  # tokens that carry loss (SFT: supervised tokens)
         "skipped_steps": run.state.skipped_steps,
     }
     if train.peak_flops_per_device > 0:
@@ -361,6 +382,43 @@ def pretrain(
     `init_checkpoint` (a checkpoint directory or root, any parallel layout) gives the initial weights of a
     run that has no checkpoint of its own yet: continued pretraining, or comparing layouts from one init.
     """
+    cache_dir = index_cache_dir or Path(out_dir) / "index_cache"
+
+    def datasets() -> tuple[Any, Any]:
+        return build_datasets(model_cfg, train_cfg, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
+
+    return train_model(
+        model_cfg,
+        train_cfg,
+        optim_cfg,
+        datasets,
+        n_vocab=n_vocab,
+        out_dir=out_dir,
+        tracker=tracker,
+        should_stop=should_stop,
+        extra_state=extra_state,
+        init_checkpoint=init_checkpoint,
+    )
+
+
+def train_model(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    optim_cfg: OptimizerConfig,
+    datasets: Callable[[], tuple[Any, Any]],
+    *,
+    n_vocab: int,
+    out_dir: Path,
+    tracker: Tracker,
+    should_stop: Callable[[], bool],
+    extra_state: dict | None = None,
+    init_checkpoint: Optional[Path] = None,  # noqa: UP045
+    objective: Optional[Objective] = None,  # noqa: UP045
+) -> TrainResult:
+    """The training loop for any objective: `datasets()` (called on every rank once the model exists) gives
+    the (train, valid) datasets whose items are dicts of `tokens`, `labels`, `loss_mask`, `position_ids`
+    (and `attention_mask` with `objective.attention_masks`), read in order by `MicroBatchIterator`.
+    `pretrain` and SFT both run here; see `pretrain` for the rest of the contract."""
     world = dist.get_world_size() if dist.is_initialized() else 1
     check_parallel_layout(train_cfg, optim_cfg, world, model=model_cfg)
     with cpu_shims():
@@ -370,13 +428,12 @@ def pretrain(
                 model_cfg,
                 train_cfg,
                 optim_cfg,
-                blend,
-                eod_id=eod_id,
+                datasets,
                 n_vocab=n_vocab,
                 out_dir=Path(out_dir),
                 tracker=tracker,
-                index_cache_dir=index_cache_dir,
                 init_checkpoint=Path(init_checkpoint) if init_checkpoint is not None else None,
+                objective=objective or Objective(),
             )
             run.state.extra = {**run.state.extra, **(extra_state or {})}
             return _loop(run, train_cfg, should_stop)

@@ -62,6 +62,8 @@ def _loss_func(
 def forward_step(mask: torch.Tensor, device: torch.device, data_iterator: Any, model: Any) -> tuple[Any, Any]:
     """The `forward_step_func` Megatron's schedules call once per micro-batch on every pipeline stage."""
     batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iterator).items()}
+    # packed conversations bring their own block-diagonal mask [b, 1, s, s]; otherwise the shared causal one
+    mask = batch.get("attention_mask", mask)
     output = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"])
     return output, partial(_loss_func, batch["loss_mask"])
 
