@@ -9,7 +9,8 @@ its config, e.g. true/true for the released 1.8B-14B sizes); `prompt=@file` read
 
 `model` is an exported HF folder or an `import_hf` output folder. `generate` prints the text (and, with
 `logprobs=true`, one JSON line with ids and log-probs); `chat` keeps the ChatML history of the conversation
-and reads user turns from stdin until EOF or an empty line.
+and reads user turns from stdin until EOF or an empty line. Both stop at `<|im_end|>`, `<|im_start|>` or
+`<|endoftext|>` (spec §7.2, §13), so a fine-tuned model's reply ends where its turn ends.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def main(command: str, args: list[str]) -> int:
 
     with single_process_megatron():
         model, tokenizer = open_model(model_path)
-        stops = chat_stop_ids(tokenizer) if command == "chat" else (tokenizer.eod_id,)
+        # <|im_end|>, <|im_start|>, <|endoftext|>: the stops the exported generation_config.json lists, so a
+        # fine-tuned chat model ends its reply in `generate` too (a base model ends at <|endoftext|>)
+        stops = chat_stop_ids(tokenizer)
         prompt, system = opts.pop("prompt", ""), opts.pop("system", DEFAULT_SYSTEM)
         if prompt.startswith("@"):
             prompt = Path(prompt[1:]).read_text(encoding="utf-8")

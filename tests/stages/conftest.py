@@ -22,8 +22,16 @@ SMALL = [
     "evaluate.eval_iters=4",
     "long_context.lengths=[0.5,1,2,4]",
     "long_context.num_documents=2",
+    "sft.train.train_iters=20",
+    "sft.train.eval_interval=10",
+    "sft.train.save_interval=10",
+    "sft.optimizer.warmup_iters=4",
+    "sft.embedded.train_conversations=400",
+    "sft.embedded.heldout_conversations=16",
+    "sft.heldout_eval=8",
+    "sft.max_new_tokens=16",
 ]
-ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "report")
+ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "report", "sft")
 
 
 class SmallRun:

@@ -1,0 +1,131 @@
+"""Stage `sft` through the CLI: trains from the pretrain checkpoint, reports its data, scores held-out chats;
+a real SIGTERM mid-run saves, and the rerun resumes bit-exactly; the paper recipes pass preflight."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from qwen_hpc.config.compose import load
+from qwen_hpc.report.html import read_jsonl
+from qwen_hpc.stages.preflight import PreflightError, preflight
+from qwen_hpc.utils.io import read_json
+from tests.conftest import QWEN, REPO, child_env, run_qwen
+
+
+def test_sft_command_trains_from_the_pretrained_checkpoint(small_run) -> None:
+    out = small_run.stage("sft")
+    metrics = read_json(out / "_SUCCESS.json")["metrics"]
+    assert metrics["iteration"] == 20 and metrics["masking"] == "paper" and metrics["sequences"] == "packing"
+    assert metrics["init_checkpoint"].endswith("pretrain/checkpoints")
+    assert metrics["last_loss"] < metrics["first_loss"]
+    assert metrics["data/conversations_per_sample"] > 1.5  # packing puts several conversations per sequence
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 21))
+    assert all(math.isfinite(r["loss"]) and r["loss_tokens_per_s"] > 0 for r in records if "loss" in r)
+    assert any("val_loss" in r for r in records)
+    assert records[0]["lr"] < records[3]["lr"]  # a fresh warmup, not the pretraining schedule's end
+    stats = read_json(out / "data_stats.json")
+    assert stats["sources"]["embedded"]["conversations"] == 400 and stats["malformed"] == 0
+    assert stats["train"]["kept"] + stats["valid"]["kept"] == 400
+    scored = read_json(out / "heldout_eval.json")
+    assert len(scored["replies"]) == 8 and 0.0 <= scored["scores"]["im_end_rate"] <= 1.0
+    assert metrics["heldout/im_end_rate"] == scored["scores"]["im_end_rate"]
+    heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
+    assert len(heldout) == 16 and all("answer" in h for h in heldout)
+    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000020"
+
+
+def _copy_upstream(small_run, root: Path) -> None:
+    for stage in ("tokenizer", "pretrain"):
+        shutil.copytree(small_run.run_dir / stage, root / "small" / stage)
+
+
+def _losses(stage_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_jsonl(stage_dir / "metrics.jsonl") if "loss" in r}
+
+
+def test_sigterm_mid_sft_resumes_bit_exact(small_run, tmp_path: Path) -> None:
+    small_run.stage("pretrain")
+    extra = ["sft.train.train_iters=80", "sft.train.save_interval=0", "sft.heldout_eval=0", "logger=none"]
+    ref_root, run_root = tmp_path / "ref", tmp_path / "run"
+    for root in (ref_root, run_root):
+        _copy_upstream(small_run, root)
+    args = [a for a in small_run.args(*extra) if not a.startswith("run.root=")]
+    run_qwen(["sft", f"run.root={ref_root}", *args])
+    reference = _losses(ref_root / "small" / "sft")
+    assert sorted(reference) == list(range(1, 81))
+
+    stage = run_root / "small" / "sft"
+    proc = subprocess.Popen([*QWEN, "sft", f"run.root={run_root}", *args], cwd=REPO, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(_losses(stage) if (stage / "metrics.jsonl").exists() else {}) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, output
+    stopped = int((stage / "checkpoints" / "latest").read_text().strip().removeprefix("iter_"))
+    assert 3 <= stopped < 80, output
+    assert not (stage / "_SUCCESS.json").exists()
+    run_qwen(["sft", f"run.root={run_root}", *args])
+    marker = read_json(stage / "_SUCCESS.json")["metrics"]
+    assert marker["resumed_from"] == stopped and marker["iteration"] == 80
+    assert _losses(stage) == reference  # every step, bit for bit (CPU fp32)
+
+
+CHAT = ("qwen_1_8b_chat", "qwen_7b_chat", "qwen_14b_chat", "qwen_72b_chat")
+
+
+@pytest.mark.parametrize("experiment", CHAT)
+def test_chat_experiments_have_the_paper_recipe(experiment: str) -> None:
+    _, cfg = load([f"experiment={experiment}", "launcher=slurm"])
+    sft, optim = cfg.sft, cfg.sft.optimizer
+    assert cfg.model.seq_length == 2048 and sft.train.global_batch_size == 128 and sft.train.train_iters == 4000
+    assert (optim.lr, optim.warmup_iters, optim.beta1, optim.beta2, optim.eps) == (2e-6, 1430, 0.9, 0.95, 1e-8)
+    assert (optim.weight_decay, optim.clip_grad, sft.dropout) == (0.1, 1.0, 0.1)
+    assert {s.name for s in sft.sources} == {"self_instruct", "gsm8k", "hh_rlhf"}
+    assert cfg.pretrain.train.train_iters > 100_000  # the base experiment's pretraining is inherited
+    if Path(cfg.run.data_root).is_dir():
+        preflight("sft", cfg)
+
+
+def test_bad_sft_settings_are_rejected_before_anything_runs(tmp_path: Path) -> None:
+    proc = run_qwen(["sft", f"run.root={tmp_path}", "sft.masking=users"], check=False)
+    assert proc.returncode == 2 and "sft.masking='users' must be one of paper|finetune_py|all" in proc.stderr
+    _, cfg = load(["sft.sources=[{name: x, paths: [/nonexistent/chat.jsonl]}]"])
+    with pytest.raises(PreflightError, match=r"sft.sources\[name='x'\].paths: '/nonexistent/chat.jsonl' does not"):
+        preflight("sft", cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tiny_sft_learns_to_close_replies_and_do_arithmetic(small_run, tmp_path: Path) -> None:
+    """The tiny default SFT (no SFT overrides) on the small pretrained base: a real, measured gain."""
+    from qwen_hpc.alignment.chat_eval import evaluate_heldout
+    from qwen_hpc.alignment.embedded import ChatTask
+    from qwen_hpc.model.hf_checkpoint import load_model, single_process_megatron
+    from qwen_hpc.tokenizer.encoding import TokenizerFiles
+
+    small_run.stage("pretrain")
+    _copy_upstream(small_run, tmp_path)
+    args = [a for a in small_run.args("logger=none") if not a.startswith(("run.root=", "sft."))]
+    run_qwen(["sft", f"run.root={tmp_path}", *args], timeout=600)
+    stage = tmp_path / "small" / "sft"
+    after = read_json(stage / "heldout_eval.json")["scores"]
+    tasks = [ChatTask(h["kind"], tuple(h["messages"]), h["answer"], True)
+             for h in map(json.loads, (stage / "heldout.jsonl").read_text().splitlines())][:64]
+    tok_dir = tmp_path / "small" / "tokenizer"
+    tokenizer = TokenizerFiles(next(tok_dir.glob("*.tiktoken")), tok_dir / "special_tokens.json").load()
+    with single_process_megatron():
+        base = load_model(tmp_path / "small" / "pretrain" / "checkpoints", load([])[1].model)
+        before, _ = evaluate_heldout(base, tokenizer, tasks, max_new_tokens=24)
+    print("held-out before SFT:", before, "after:", after)
+    assert after["im_end_rate"] >= 0.95
+    assert after["arithmetic_accuracy"] >= before["arithmetic_accuracy"] + 0.2, (before, after)
