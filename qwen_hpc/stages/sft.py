@@ -39,8 +39,8 @@ class InitialModel:
 
 def initial_model(cfg: QwenConfig, ctx: StageContext) -> InitialModel:
     """Where the weights, the model's dimensions and the tokenizer come from."""
+    from qwen_hpc.interop.hf_checkpoint import MODEL_CONFIG
     from qwen_hpc.model.config import ModelConfig
-    from qwen_hpc.model.hf_checkpoint import MODEL_CONFIG
     from qwen_hpc.tokenizer.encoding import TokenizerFiles
 
     tok_dir = ctx.stage_path("tokenizer")
@@ -88,7 +88,7 @@ def _write_data_reports(ctx: StageContext, data: Any) -> None:
 def _heldout_eval(cfg: QwenConfig, ctx: StageContext, init: InitialModel, data: Any, checkpoint: str) -> dict:
     """Greedy chat replies of the fine-tuned model to held-out tasks (every rank loads; rank 0 writes)."""
     from qwen_hpc.alignment.chat_eval import evaluate_heldout
-    from qwen_hpc.model.hf_checkpoint import load_model, single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
     from qwen_hpc.utils.io import write_json
 
     tasks = data.heldout[: cfg.sft.heldout_eval]

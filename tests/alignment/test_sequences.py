@@ -8,9 +8,9 @@ import torch
 
 from qwen_hpc.alignment import embedded
 from qwen_hpc.alignment.sequences import SFTDataset, pack, tokenize_conversations
+from qwen_hpc.interop.hf_checkpoint import single_process_megatron
 from qwen_hpc.model.builder import build_model
 from qwen_hpc.model.config import ModelConfig
-from qwen_hpc.model.hf_checkpoint import single_process_megatron
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 
 SEQ = 192

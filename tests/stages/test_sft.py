@@ -110,7 +110,7 @@ def test_tiny_sft_learns_to_close_replies_and_do_arithmetic(small_run, tmp_path:
     """The tiny default SFT (no SFT overrides) on the small pretrained base: a real, measured gain."""
     from qwen_hpc.alignment.chat_eval import evaluate_heldout
     from qwen_hpc.alignment.embedded import ChatTask
-    from qwen_hpc.model.hf_checkpoint import load_model, single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
     from qwen_hpc.tokenizer.encoding import TokenizerFiles
 
     small_run.stage("pretrain")
