@@ -62,6 +62,25 @@ def test_dag_on_slurm_completes_with_jobs_in_sacct(slurm_dag: Path) -> None:
     assert read_json(slurm_dag / "runs" / "tiny" / "pretrain" / "_SUCCESS.json")["metrics"]["iteration"] == 40
 
 
+def _job_span(job_id: str) -> tuple[str, str]:
+    out = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-P", "-o", "Start,End"], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1]
+    start, end = out.split("|")
+    return start, end
+
+
+def test_profile_runs_several_stage_jobs_at_once(slurm_dag: Path) -> None:
+    """After pretrain, evaluate / long_context / export_hf are independent: with the profile's `cores: 8`
+    their Slurm jobs overlap in time (with `cores: 2` from the workflow profile they could not all)."""
+    run = slurm_dag / "runs" / "tiny"
+    spans = {stage: _job_span(read_json(run / stage / "launch.json")["job_id"])
+             for stage in ("evaluate", "long_context", "export_hf") if (run / stage / "launch.json").exists()}
+    assert len(spans) == 3, spans
+    latest_start = max(start for start, _ in spans.values())
+    earliest_end = min(end for _, end in spans.values())
+    assert latest_start < earliest_end, spans  # ISO times compare as strings: all three ran together
+
+
 def test_failing_stage_fails_snakemake_with_the_job_traceback(slurm_dag: Path) -> None:
     run = slurm_dag / "runs" / "tiny"
     # lose the trained checkpoints (a purged scratch filesystem): evaluate must fail loudly on Slurm
