@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, Status, run_many
+from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, Status, isolation, run_many
 from tests.sandbox.conftest import TIGHT, Sandbox
 
 
@@ -65,3 +67,16 @@ def test_site_packages_on_request(sandbox: Sandbox) -> None:
     assert with_site.passed and with_site.stdout == "3\n", with_site
     without = sandbox("import numpy")
     assert without.status is Status.FAILED and without.exception == "ModuleNotFoundError"
+
+
+def test_probe_falls_back_when_a_flag_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    iso_module = importlib.import_module("qwen_hpc.sandbox.isolation")  # the package's `isolation` is the function
+    if isolation("auto").mode != "bwrap":
+        pytest.skip(f"bwrap unavailable here: {isolation('auto').reason}")
+    monkeypatch.setattr(iso_module, "OPTIONAL_BWRAP_FLAGS", (*iso_module.OPTIONAL_BWRAP_FLAGS, "--no-such-flag"))
+    found, why = iso_module._probe_bwrap(isolation("auto").python)
+    assert found is not None and "--no-such-flag" not in found.flags
+    assert "without" in why and "--no-such-flag" in why and "after failures" in why
+
+    monkeypatch.setattr(iso_module.shutil, "which", lambda name: None)
+    assert iso_module._probe_bwrap(isolation("auto").python) == (None, "bwrap not found on PATH")
