@@ -3,6 +3,7 @@ rlimits only), and tight limits that stop bombs fast."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,10 @@ def available() -> list[str]:
     """"single" (bwrap where it works, else rlimits), "pool" with bwrap + own uid, and "rlimits" too when
     bwrap is the default and rlimits mode is allowed here (root needs an interpreter other uids can read)."""
     names = ["single"]
-    auto = isolation("auto")
+    try:
+        auto = isolation("auto")
+    except RuntimeError:
+        return names  # `_sandbox_available` skips with the reason
     if auto.mode == "bwrap":
         if auto.own_uid:
             names.append("pool")
@@ -46,10 +50,28 @@ def available() -> list[str]:
     return names
 
 
+@pytest.fixture(autouse=True)
+def _sandbox_available(request: pytest.FixtureRequest) -> None:
+    """No bwrap and no safe rlimits mode (root with an interpreter other uids cannot read): skip, saying so."""
+    if request.node.name.startswith("test_rlimits_mode_refuses"):
+        return
+    try:
+        auto = isolation("auto")
+    except RuntimeError as error:
+        if os.environ.get("QWEN_HPC_REQUIRE_BWRAP"):
+            pytest.fail(f"QWEN_HPC_REQUIRE_BWRAP is set but: {error}")
+        pytest.skip(f"no safe sandbox on this machine: {error}")
+    if os.environ.get("QWEN_HPC_REQUIRE_BWRAP") and auto.mode != "bwrap":
+        pytest.fail(f"QWEN_HPC_REQUIRE_BWRAP is set but the sandbox runs in {auto.mode} mode: {auto.reason}")
+
+
 @pytest.fixture(scope="session")
 def _pool() -> Iterator[SandboxPool | None]:
-    auto = isolation("auto")
-    if auto.mode != "bwrap" or not auto.own_uid:
+    try:
+        auto = isolation("auto")
+    except RuntimeError:
+        auto = None
+    if auto is None or auto.mode != "bwrap" or not auto.own_uid:
         yield None
         return
     with SandboxPool(auto, workers=2) as pool:

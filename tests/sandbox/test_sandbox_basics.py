@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import pytest
 
@@ -80,3 +82,13 @@ def test_probe_falls_back_when_a_flag_fails(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(iso_module.shutil, "which", lambda name: None)
     assert iso_module._probe_bwrap(isolation("auto").python) == (None, "bwrap not found on PATH")
+
+
+def test_rlimits_mode_refuses_to_run_as_root() -> None:
+    """A root program outside namespaces could kill(-1) every process on the machine: never run one."""
+    from qwen_hpc.sandbox.isolation import reachable_by_others
+
+    if os.geteuid() != 0 or reachable_by_others(sys.executable):
+        pytest.skip("only root with an interpreter other uids cannot reach must be refused")
+    with pytest.raises(RuntimeError, match="will not run model-written code as root"):
+        isolation("rlimits")
