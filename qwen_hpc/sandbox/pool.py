@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from qwen_hpc.sandbox.isolation import BWRAP, Isolation, bwrap_prefix
 from qwen_hpc.sandbox.limits import SandboxLimits
-from qwen_hpc.sandbox.result import SandboxResult
+from qwen_hpc.sandbox.result import SandboxResult, Status
 from qwen_hpc.sandbox.runner import (
     CHILD_SOURCE,
     _Capture,
@@ -161,13 +161,18 @@ class SandboxPool:
     def run(self, code: str, *, limits: SandboxLimits | None = None,
             files: Mapping[str, bytes | str] | None = None, stdin: str | None = None,
             site_packages: bool = False) -> SandboxResult:
-        """Like `run_python`, on a warm worker."""
+        """Like `run_python`, on a warm worker. A worker that died (nothing a run can do to it, but the
+        OOM killer can) is replaced and the run retried once on a fresh one."""
         limits = limits or SandboxLimits()
-        supervisor = self._acquire()
-        try:
-            return self._run(supervisor, code, limits, files, stdin, site_packages)
-        finally:
-            self._release(supervisor)
+        for attempt in range(2):
+            supervisor = self._acquire()
+            try:
+                result = self._run(supervisor, code, limits, files, stdin, site_packages)
+            finally:
+                self._release(supervisor)
+            if not (supervisor.broken and result.status is Status.ERROR) or attempt:
+                return result
+        raise AssertionError("unreachable")
 
     def _run(self, supervisor: _Supervisor, code: str, limits: SandboxLimits,
              files: Mapping[str, bytes | str] | None, stdin: str | None, site_packages: bool) -> SandboxResult:

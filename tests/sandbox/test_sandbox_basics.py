@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, Status, isolation, run_many
+from qwen_hpc.sandbox import SandboxConfig, SandboxLimits, SandboxPool, Status, isolation, run_many
 from tests.sandbox.conftest import TIGHT, Sandbox
 
 
@@ -92,3 +92,17 @@ def test_rlimits_mode_refuses_to_run_as_root() -> None:
         pytest.skip("only root with an interpreter other uids cannot reach must be refused")
     with pytest.raises(RuntimeError, match="will not run model-written code as root"):
         isolation("rlimits")
+
+
+def test_pool_replaces_a_dead_worker() -> None:
+    auto = isolation("auto")
+    if auto.mode != "bwrap" or not auto.own_uid:
+        pytest.skip(f"no pool here: {auto.reason}")
+    with SandboxPool(auto, workers=1) as pool:
+        assert pool.run("print(1)").stdout == "1\n"
+        dead = pool._all[0]
+        os.killpg(dead.proc.pid, 9)
+        dead.proc.wait()
+        result = pool.run("print(2)")
+        assert result.passed and result.stdout == "2\n", result
+        assert pool._all and pool._all[0] is not dead
