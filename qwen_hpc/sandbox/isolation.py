@@ -152,7 +152,7 @@ def _probe_rlimits(python: str, why: str) -> Isolation:
     from qwen_hpc.sandbox.runner import probe_run
 
     root = os.geteuid() == 0
-    notes = [why]
+    notes = [why, "no mount or pid namespace: world-writable dirs (/tmp, /dev/shm) stay writable"]
     if root and not reachable_by_others(python):
         raise RuntimeError(
             f"sandbox: {why}; and rlimits mode cannot run {python} under an unprivileged uid (a parent "
