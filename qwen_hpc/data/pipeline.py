@@ -18,7 +18,8 @@ Output, inside `out_dir`:
 
     shards/<source>-00000.jsonl      kept training documents, {"id", "source", "text", "meta"} per line
     validation/<source>-00000.jsonl  the held-out split (DataConfig.validation), same format
-    dropped.jsonl                    one line per dropped record: id, source, file, line, reason, detail
+    dropped.jsonl                    one line per dropped record, in reading order: id, source, file, line,
+                                     reason, detail
     stats.json                       read / kept / dropped by reason, per source, per filter, the funnel,
                                      dedup and quality-model records
     funnel.png                       documents remaining after each step
