@@ -176,7 +176,6 @@ class LSHCall:
         _save(out / "pairs.npy", pairs[order])
         return {"task": task.index, "pairs": len(pairs)}
 
-
     def _band(self, band: int, lo: int, hi: int | None, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keys in [lo, hi) of `band` of every shard, and their global rows, rows removed by exact dedup
         left out: shard after shard, each sorted by (key, row), into two arrays allocated once."""
