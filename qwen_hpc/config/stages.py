@@ -47,6 +47,9 @@ class PretrainStageConfig:
     resources: ResourceOverrides = field(default_factory=ResourceOverrides)
 
 
+EVAL_TASKS = ("perplexity", "mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneval", "mbpp", "bbh")
+
+
 @dataclass
 class SFTStageConfig(SFTConfig):
     resources: ResourceOverrides = field(default_factory=ResourceOverrides)
@@ -54,8 +57,22 @@ class SFTStageConfig(SFTConfig):
 
 @dataclass
 class EvaluateStageConfig:
-    eval_iters: int = 20
-    micro_batch_size: int = 8
+    # perplexity (held-out split of the pretraining blend) and the benchmarks of Qwen §2.6 / Table 2
+    tasks: list[str] = field(default_factory=lambda: list(EVAL_TASKS))
+    limit: int = 0  # > 0: at most this many samples per benchmark (round-robin over subjects/tasks)
+    # empty: the pretrain stage's latest checkpoint; else a checkpoint folder the project wrote, an
+    # `import_hf` folder or a Hugging Face Qwen2 folder
+    checkpoint: str = ""
+    chat: bool = False  # Table 5: 0-shot ChatML prompts for SFT/RLHF models (spec §8.3)
+    missing_data: str = "fail"  # fail: a selected benchmark without data stops preflight | skip: drop it
+    batch_size: int = 8  # questions per forward (multiple choice) / prompts per generate call
+    max_new_tokens: int = 512  # greedy generation budget (Qwen's generation_config)
+    math_split: str = "math500"  # math500 (Lightman et al.) | full (the 5,000 test problems)
+    samples_per_task: int = 1  # code tasks: n samples per problem (temperature below) for pass@k
+    temperature: float = 0.8  # only when samples_per_task > 1
+    pass_k: list[int] = field(default_factory=lambda: [1])
+    eval_iters: int = 20  # perplexity
+    micro_batch_size: int = 8  # perplexity
     resources: ResourceOverrides = field(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
@@ -63,6 +80,26 @@ class EvaluateStageConfig:
             raise ValueError(f"evaluate.eval_iters={self.eval_iters} must be >= 1")
         if self.micro_batch_size < 1:
             raise ValueError(f"evaluate.micro_batch_size={self.micro_batch_size} must be >= 1")
+        unknown = [t for t in self.tasks if t not in EVAL_TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"evaluate.tasks has {unknown or 'nothing'}; choose from {', '.join(EVAL_TASKS)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"evaluate.tasks={list(self.tasks)} names a task twice")
+        if self.missing_data not in ("fail", "skip"):
+            raise ValueError(f"evaluate.missing_data={self.missing_data!r} must be fail|skip")
+        if self.math_split not in ("math500", "full"):
+            raise ValueError(f"evaluate.math_split={self.math_split!r} must be math500|full")
+        for name in ("batch_size", "max_new_tokens", "samples_per_task"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluate.{name}={getattr(self, name)} must be >= 1")
+        if self.limit < 0:
+            raise ValueError(f"evaluate.limit={self.limit} must be >= 0 (0 = everything)")
+        if not self.pass_k or any(k < 1 or k > self.samples_per_task for k in self.pass_k):
+            raise ValueError(
+                f"evaluate.pass_k={list(self.pass_k)} must be in 1..samples_per_task={self.samples_per_task}"
+            )
+        if self.temperature < 0:
+            raise ValueError(f"evaluate.temperature={self.temperature} must be >= 0")
 
 
 @dataclass

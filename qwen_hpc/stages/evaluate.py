@@ -1,37 +1,244 @@
-"""Stage `evaluate`: validation perplexity of the pretrained model on the held-out split of its blend."""
+"""Stage `evaluate`: validation perplexity and the benchmark suite of Qwen §2.6 / §3.3 (Tables 2 and 5).
+
+`evaluate.tasks` picks from perplexity (the held-out split of the pretraining blend) and the benchmarks
+MMLU, C-Eval, CMMLU, GSM8K, MATH, HumanEval, MBPP, BBH (`qwen_hpc.evaluation`); `evaluate.limit` caps the
+samples per benchmark. The model is the pretrain stage's latest checkpoint or `evaluate.checkpoint` (a
+checkpoint folder the project wrote, an `import_hf` folder, an HF Qwen2 folder). Outputs in
+`runs/<exp>/evaluate/`: `<task>.json` (score, averages, per-sample records), `results.json` (every score),
+`paper.md` (ours next to the paper's numbers for the same size), `perplexity.json`; a W&B table per task
+and the scores as metrics. Each finished sample batch is appended to `<task>.batches.jsonl`, so a
+preempted evaluation resumes at the next unfinished batch.
+"""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
 
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.base import StageContext, StageResult
 
 NAME = "evaluate"
-DESCRIPTION = "validation perplexity of the latest pretrain checkpoint on the held-out split"
+DESCRIPTION = "validation perplexity + the benchmark suite (MMLU, C-Eval, CMMLU, GSM8K, MATH, HumanEval, MBPP, BBH)"
 CONFIG_KEYS = ("evaluate",)
-UPSTREAM = ("pretrain",)
+UPSTREAM = ("tokenizer", "pretrain")
 DISTRIBUTED = True
 
+log = logging.getLogger(__name__)
 
-def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+
+def data_root(cfg: QwenConfig) -> Path:
+    from qwen_hpc.stages.data import data_root as root
+
+    return root(cfg)
+
+
+def benchmark_tasks(cfg: QwenConfig, max_length: int | None = None) -> tuple[list[Any], dict[str, str]]:
+    """(task objects whose data exist, {skipped benchmark: reason}); with `missing_data=fail` a missing
+    benchmark raises `MissingBenchmarkData` naming its files."""
+    from qwen_hpc.evaluation.suite import check_data, missing_files
+    from qwen_hpc.evaluation.tasks import TaskSettings, build_task
+
+    ev = cfg.evaluate
+    settings = TaskSettings(
+        limit=ev.limit,
+        max_length=max_length or cfg.model.seq_length,
+        chat=ev.chat,
+        math_split=ev.math_split,
+        samples_per_task=ev.samples_per_task,
+        pass_k=tuple(ev.pass_k),
+    )
+    tasks = [build_task(name, settings) for name in ev.tasks if name != "perplexity"]
+    root = data_root(cfg)
+    if ev.missing_data == "fail":
+        check_data(tasks, root)
+        return tasks, {}
+    kept, skipped = [], {}
+    for task in tasks:
+        missing = missing_files(task, root)
+        if missing:
+            skipped[task.name] = f"data missing under {root}: {', '.join(str(p) for p in missing)}"
+        else:
+            kept.append(task)
+    return kept, skipped
+
+
+def _external(path: Path) -> bool:
+    """An HF folder or an import_hf folder (not a checkpoint root the project's training wrote)."""
+    from qwen_hpc.model.hf_checkpoint import MODEL_CONFIG
+
+    return (path / "config.json").is_file() or (path / MODEL_CONFIG).is_file()
+
+
+def _open_model(cfg: QwenConfig, ctx: StageContext) -> tuple[Any, Any, Any, str]:
+    """(model, tokenizer, ModelConfig, source). Call inside `single_process_megatron()`."""
+    from qwen_hpc.inference.loading import open_model, open_model_config
+    from qwen_hpc.model.hf_checkpoint import load_model, resolve_checkpoint
+    from qwen_hpc.tokenizer.encoding import TokenizerFiles
+
+    path = Path(cfg.evaluate.checkpoint or ctx.stage_path("pretrain") / "checkpoints")
+    if _external(path):
+        model, tokenizer = open_model(path)
+        return model, tokenizer, open_model_config(path), str(path)
+    tok_dir = ctx.stage_path("tokenizer")
+    tokenizer = TokenizerFiles(tok_dir / f"{cfg.tokenizer.name}.tiktoken", tok_dir / "special_tokens.json").load()
+    resolved = resolve_checkpoint(path)
+    return load_model(resolved, cfg.model), tokenizer, cfg.model, str(resolved)
+
+
+def _perplexity(cfg: QwenConfig, ctx: StageContext) -> dict[str, float] | None:
     from qwen_hpc.evaluation.perplexity import validation_perplexity
     from qwen_hpc.stages.tokens import read_blend
-    from qwen_hpc.utils.io import write_json
 
+    if cfg.evaluate.checkpoint and _external(Path(cfg.evaluate.checkpoint)):
+        log.warning("perplexity needs a checkpoint of the pretraining layout: skipped for %s", cfg.evaluate.checkpoint)
+        return None
     blend, eod_id, n_vocab = read_blend(ctx.stage_path("tokens"))
-    scores = validation_perplexity(
+    return validation_perplexity(
         cfg.model,
         cfg.pretrain.train,
         blend,
         eod_id=eod_id,
         n_vocab=n_vocab,
-        checkpoint_dir=ctx.stage_path("pretrain") / "checkpoints",
+        checkpoint_dir=Path(cfg.evaluate.checkpoint or ctx.stage_path("pretrain") / "checkpoints"),
         eval_iters=cfg.evaluate.eval_iters,
         micro_batch_size=cfg.evaluate.micro_batch_size,
         index_cache_dir=ctx.stage_dir / "index_cache",
     )
-    if ctx.rank == 0:
-        write_json(ctx.stage_dir / "perplexity.json", scores)
-        ctx.tracker.log({f"val/{k}": v for k, v in scores.items()})
+
+
+def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:  # noqa: C901 - one pass over the selected tasks
+    from qwen_hpc.utils.io import read_json, write_json, write_text
+
+    ev = cfg.evaluate
+    results: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    if "perplexity" in ev.tasks:
+        scores = _perplexity(cfg, ctx)
+        if scores is not None and ctx.rank == 0:
+            write_json(ctx.stage_dir / "perplexity.json", scores)
+            ctx.tracker.log({f"val/{k}": v for k, v in scores.items()})
+            results["perplexity"] = scores
+            metrics.update(scores)
+    tasks, skipped = benchmark_tasks(cfg)
+    for name, reason in skipped.items():
+        log.warning("benchmark %s skipped: %s", name, reason)
+    scored: dict[str, float] = {}
+    size = None
+    if tasks:
+        outcome = _run_benchmarks(cfg, ctx, tasks)
+        if outcome is None:
+            return StageResult("preempted", metrics=metrics)
+        scored, size, source = outcome
+        results["checkpoint"] = source
+    if ctx.rank != 0:
+        return StageResult("completed", metrics=metrics)
+    for task in tasks:
+        task_metrics = read_json(ctx.stage_dir / f"{task.name}.json")["metrics"]
+        results[task.name] = task_metrics
+    results["skipped"] = skipped
+    results["scores"] = scored
+    write_json(ctx.stage_dir / "results.json", results)
+    if scored:
+        from qwen_hpc.report.paper import comparison_markdown, comparison_rows
+
+        rows = comparison_rows(scored, size, chat=ev.chat)
+        write_text(ctx.stage_dir / "paper.md", comparison_markdown(rows, size))
+        ctx.tracker.log_table("evaluate/paper", ["benchmark", "ours", "paper", "source"], rows)
+    metrics.update({f"score/{k}": round(v, 4) for k, v in scored.items()})
+    ctx.tracker.log({f"eval/{k}": v for k, v in scored.items()})
     return StageResult(
-        "completed", metrics=scores, outputs={"scores": str(ctx.stage_dir / "perplexity.json")}
+        "completed",
+        metrics={**metrics, "skipped": sorted(skipped)} if skipped else metrics,
+        outputs={"results": str(ctx.stage_dir / "results.json")},
     )
+
+
+def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tuple[dict, str | None, str] | None:
+    """Score every task; None if preempted. Returns ({task: headline score}, paper size key, model source)."""
+    import torch
+
+    from qwen_hpc.evaluation.runner import run_task
+    from qwen_hpc.model.hf_checkpoint import single_process_megatron
+    from qwen_hpc.report.paper import paper_size
+
+    ev = cfg.evaluate
+    root = data_root(cfg)
+    sync = None
+    if ctx.world_size > 1:
+        import torch.distributed as dist
+
+        def sync() -> None:
+            dist.barrier()
+
+    scores: dict[str, float] = {}
+    with single_process_megatron(seed=cfg.run.seed):
+        model, tokenizer, model_cfg, source = _open_model(cfg, ctx)
+        if torch.cuda.is_available():
+            model = model.cuda()
+        size = paper_size(model_cfg.name, model_cfg.num_layers, model_cfg.hidden_size)
+        log.info("evaluating %s on %s", source, ", ".join(t.name for t in tasks))
+        for task in tasks:
+            if getattr(task, "max_length", None) is not None:
+                task.max_length = model_cfg.seq_length
+            samples = task.samples(root, tokenizer)
+            query = _query(task, model, tokenizer, ev)
+            run = run_task(
+                task,
+                samples,
+                query,
+                ctx.stage_dir,
+                batch_size=ev.batch_size,
+                should_stop=ctx.should_stop,
+                on_batch=lambda done, total, name=task.name: log.info("%s: batch %d/%d", name, done, total),
+                rank=ctx.rank,
+                world_size=ctx.world_size,
+                sync=sync,
+            )
+            if not run.complete:
+                return None
+            if ctx.rank == 0:
+                scores[task.name] = run.metrics["accuracy"]
+                log.info("%s: %.4f on %d samples", task.name, run.metrics["accuracy"], len(run.records))
+                ctx.tracker.log_table(
+                    f"evaluate/{task.name}",
+                    ["id", "prompt", "output", "extracted", "gold", "correct"],
+                    [[r["id"], r["prompt"][-2000:], str(r["output"]), str(r["extracted"]), str(r["gold"]),
+                      r["correct"]] for r in run.records],
+                )
+                ctx.tracker.log({f"eval/{task.name}/{k}": v for k, v in run.metrics.items()})
+    return scores, size, source
+
+
+def _query(task: Any, model: Any, tokenizer: Any, ev: Any) -> Any:
+    """samples → outputs: the predicted letter (multiple choice) or the generated text."""
+    from qwen_hpc.evaluation.scoring import choice_logprobs, choice_tokens, generate
+    from qwen_hpc.inference.chat import chat_stop_ids
+    from qwen_hpc.inference.generate import SamplingConfig
+
+    pad = tokenizer.eod_id
+    if task.kind == "choice":
+        tokens = choice_tokens(tokenizer, task.choices)
+        letters = [c.strip() for c in task.choices]
+
+        def choose(batch: list[Any]) -> list[str]:
+            logprobs = choice_logprobs(model, [s.prompt_ids for s in batch], tokens, pad, max_length=task.max_length)
+            return [letters[i] for i in logprobs.argmax(dim=-1).tolist()]
+
+        return choose
+    stops = chat_stop_ids(tokenizer) if ev.chat else (tokenizer.eod_id,)
+    n = getattr(task, "samples_per_problem", lambda _ev: 1)(ev)
+    sampling = SamplingConfig(
+        max_new_tokens=ev.max_new_tokens,
+        temperature=ev.temperature if n > 1 else 0.0,
+        stop_token_ids=stops,
+        stop_strings=tuple(getattr(task, "stop_strings", ())),
+    )
+
+    def complete(batch: list[Any]) -> list[Any]:
+        prompts = [s.prompt_ids for s in batch for _ in range(n)]
+        texts = generate(model, tokenizer, prompts, sampling, pad_id=pad)
+        return texts if n == 1 else [texts[i * n:(i + 1) * n] for i in range(len(batch))]
+
+    return complete

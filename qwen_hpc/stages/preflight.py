@@ -66,3 +66,17 @@ def preflight(stage: str, cfg: QwenConfig) -> None:
             check_sft_sources(cfg.sft)
         except FileNotFoundError as exc:
             raise PreflightError(str(exc)) from exc
+    if stage == "evaluate":
+        check_benchmarks(cfg)
+
+
+def check_benchmarks(cfg: QwenConfig) -> None:
+    """Every selected benchmark has its files under the data root (unless evaluate.missing_data=skip) and a
+    prompt for the selected mode."""
+    from qwen_hpc.evaluation.suite import MissingBenchmarkData
+    from qwen_hpc.stages.evaluate import benchmark_tasks
+
+    try:
+        benchmark_tasks(cfg)
+    except (MissingBenchmarkData, ValueError) as exc:
+        raise PreflightError(f"evaluate: {exc}") from exc
