@@ -42,13 +42,14 @@ def batch_plan(samples: Sequence[Sample], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def read_batches(path: Path) -> dict[int, dict[str, Any]]:
-    """Finished batches of an earlier run; a torn last line (the job died mid-write) is cut off."""
+def read_batches(path: Path, *, repair: bool = True) -> dict[int, dict[str, Any]]:
+    """Finished batches of an earlier run; a torn last line (the job died mid-write) is ignored and, with
+    `repair` (only the log's own writer may), cut off so the next append starts a fresh line."""
     if not path.is_file():
         return {}
     raw = path.read_bytes()
     complete = raw[: raw.rfind(b"\n") + 1]
-    if len(complete) != len(raw):
+    if repair and len(complete) != len(raw):
         with open(path, "r+b") as fh:
             fh.truncate(len(complete))
     done = {}
@@ -59,10 +60,10 @@ def read_batches(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def _read_all(out_dir: Path, task: str) -> dict[int, dict[str, Any]]:
+def _read_all(out_dir: Path, task: str, own: Path | None = None) -> dict[int, dict[str, Any]]:
     done: dict[int, dict[str, Any]] = {}
     for path in sorted(out_dir.glob(f"{task}.batches*.jsonl")):
-        done.update(read_batches(path))
+        done.update(read_batches(path, repair=path == own))
     return done
 
 
@@ -98,7 +99,7 @@ def run_task(
     out_dir = Path(out_dir)
     log_path = out_dir / (f"{task.name}.batches.jsonl" if rank == 0 else f"{task.name}.batches.rank{rank}.jsonl")
     plan = batch_plan(samples, batch_size)
-    done = _read_all(out_dir, task.name)
+    done = _read_all(out_dir, task.name, own=log_path)
     for b, members in enumerate(plan):
         if b % world_size != rank:
             continue

@@ -18,8 +18,14 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def render(title: str, stages: list[dict[str, Any]], plots: dict[str, bytes]) -> str:
-    """`stages`: [{"stage", "status", "wall_s", "metrics": {...}}]; `plots`: caption -> PNG bytes."""
+def render(
+    title: str,
+    stages: list[dict[str, Any]],
+    plots: dict[str, bytes],
+    tables: dict[str, tuple[list[str], list[list[Any]]]] | None = None,
+) -> str:
+    """`stages`: [{"stage", "status", "wall_s", "metrics": {...}}]; `plots`: caption -> PNG bytes;
+    `tables`: caption -> (columns, rows), e.g. our benchmark scores next to the paper's."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -34,6 +40,12 @@ def render(title: str, stages: list[dict[str, Any]], plots: dict[str, bytes]) ->
             f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
+    for caption, (columns, rows) in (tables or {}).items():
+        parts.append(f"<h2>{html.escape(caption)}</h2><table><tr>"
+                     + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{'–' if v is None else _fmt(v)}</td>" for v in row) + "</tr>")
+        parts.append("</table>")
     parts.append(
         "<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>wall (s)</th>"
         "<th>headline metrics</th></tr>"

@@ -66,7 +66,7 @@ def benchmark_tasks(cfg: QwenConfig, max_length: int | None = None) -> tuple[lis
 
 def _external(path: Path) -> bool:
     """An HF folder or an import_hf folder (not a checkpoint root the project's training wrote)."""
-    from qwen_hpc.model.hf_checkpoint import MODEL_CONFIG
+    from qwen_hpc.interop.hf_checkpoint import MODEL_CONFIG
 
     return (path / "config.json").is_file() or (path / MODEL_CONFIG).is_file()
 
@@ -74,7 +74,7 @@ def _external(path: Path) -> bool:
 def _open_model(cfg: QwenConfig, ctx: StageContext) -> tuple[Any, Any, Any, str]:
     """(model, tokenizer, ModelConfig, source). Call inside `single_process_megatron()`."""
     from qwen_hpc.inference.loading import open_model, open_model_config
-    from qwen_hpc.model.hf_checkpoint import load_model, resolve_checkpoint
+    from qwen_hpc.interop.hf_checkpoint import load_model, resolve_checkpoint
     from qwen_hpc.tokenizer.encoding import TokenizerFiles
 
     path = Path(cfg.evaluate.checkpoint or ctx.stage_path("pretrain") / "checkpoints")
@@ -139,13 +139,16 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:  # noqa: C901 - one 
         results[task.name] = task_metrics
     results["skipped"] = skipped
     results["scores"] = scored
-    write_json(ctx.stage_dir / "results.json", results)
     if scored:
-        from qwen_hpc.report.paper import comparison_markdown, comparison_rows
+        from qwen_hpc.report.paper import comparison_markdown, comparison_rows, paper_scores
 
         rows = comparison_rows(scored, size, chat=ev.chat)
         write_text(ctx.stage_dir / "paper.md", comparison_markdown(rows, size))
         ctx.tracker.log_table("evaluate/paper", ["benchmark", "ours", "paper", "source"], rows)
+        model = paper_scores()["sizes"][size]["label"] if size else "no paper model of this size"
+        results["paper"] = {"size": size, "model": model, "table": "Table 5" if ev.chat else "Table 2",
+                            "rows": rows}
+    write_json(ctx.stage_dir / "results.json", results)
     metrics.update({f"score/{k}": round(v, 4) for k, v in scored.items()})
     ctx.tracker.log({f"eval/{k}": v for k, v in scored.items()})
     return StageResult(
@@ -160,7 +163,7 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
     import torch
 
     from qwen_hpc.evaluation.runner import run_task
-    from qwen_hpc.model.hf_checkpoint import single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
     from qwen_hpc.report.paper import paper_size
 
     ev = cfg.evaluate

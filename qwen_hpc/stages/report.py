@@ -48,7 +48,14 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     funnel_png = ctx.stage_path("data") / "funnel.png"  # written by the data stage
     if funnel_png.is_file():
         plots["data curation funnel (documents remaining after each step)"] = funnel_png.read_bytes()
-    page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots)
+    tables = {}
+    results = ctx.stage_path("evaluate") / "results.json"  # written by the evaluate stage
+    if results.is_file() and read_json(results).get("paper", {}).get("rows"):
+        paper = read_json(results)["paper"]
+        tables[f"benchmarks: ours next to the paper's {paper['table']} ({paper['model']})"] = (
+            ["benchmark", "ours (%)", "paper (%)", "source"], paper["rows"]
+        )
+    page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots, tables)
     write_text(ctx.stage_dir / "index.html", page)
     metrics = {"train_points": len(train), "val_points": len(val)}
     return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})

@@ -14,7 +14,7 @@ QUESTIONS = 120
 
 def test_mmlu_predictions_agree_with_lm_eval(bench_root, tmp_path) -> None:
     pytest.importorskip("lm_eval", reason="lm-eval not installed (pip install -e '.[test]')")
-    from qwen_hpc.model.hf_checkpoint import model_from_state, single_process_megatron, write_hf_folder
+    from qwen_hpc.interop.hf_checkpoint import model_from_state, single_process_megatron, write_hf_folder
     from qwen_hpc.model.hf_convert import hf_to_megatron, model_config_from_hf
 
     tokenizer = tiny_tokenizer()

@@ -13,7 +13,7 @@ from tests.inference.helpers import hf_model, tiny_tokenizer
 @pytest.fixture(scope="module")
 def models():
     pytest.importorskip("transformers")
-    from qwen_hpc.model.hf_checkpoint import model_from_state, single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import model_from_state, single_process_megatron
     from qwen_hpc.model.hf_convert import hf_to_megatron, model_config_from_hf
 
     hf = hf_model(seed=7, init=0.2)

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+
+import pytest
 
 from qwen_hpc.utils.io import read_json
+from tests.conftest import DATA_ROOT, QWEN, child_env, run_qwen
+
+BENCHMARKS = ("mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneval", "mbpp", "bbh")
 
 
 def test_evaluate_stage_reports_validation_perplexity(small_run) -> None:
@@ -13,3 +20,80 @@ def test_evaluate_stage_reports_validation_perplexity(small_run) -> None:
     vocab = read_json(small_run.run_dir / "tokens" / "blend.json")["n_vocab"]
     assert scores["perplexity"] < vocab, "a trained model must beat the uniform distribution"
     assert scores["iteration"] == 60
+
+
+def test_evaluate_stage_runs_the_suite_whose_data_exist(small_run) -> None:
+    """The tiny experiment: every benchmark with data, 4 samples each (limit), the rest skipped with a reason."""
+    out = small_run.stage("evaluate")
+    results = read_json(out / "results.json")
+    expected = [b for b in BENCHMARKS if b == "humaneval" or (DATA_ROOT / ("bbh" if b == "bbh" else b)).is_dir()]
+    assert sorted(results["scores"]) == sorted(expected)
+    assert set(results["skipped"]) == set(BENCHMARKS) - set(expected)
+    for name in expected:
+        task = read_json(out / f"{name}.json")
+        assert task["n"] == 4 and 0.0 <= task["score"] <= 1.0 and task["score"] == results["scores"][name]
+        for record in task["records"]:
+            assert {"prompt", "output", "extracted", "gold", "correct"} <= set(record)
+    if "mmlu" in expected:
+        assert {r["output"] for r in read_json(out / "mmlu.json")["records"]} <= set("ABCD")
+    assert "| benchmark | ours (%) |" in (out / "paper.md").read_text()
+    marker = read_json(out / "_SUCCESS.json")["metrics"]
+    assert all(f"score/{name}" in marker for name in expected)
+
+
+def _copy_run(small_run, tmp_path):
+    """The small run's upstream stages in a run root of this test's own (so its evaluate folder stays)."""
+    small_run.stage("pretrain")
+    root = tmp_path / "runs"
+    shutil.copytree(small_run.run_dir, root / "small", ignore=shutil.ignore_patterns("evaluate*", "wandb"))
+    return root
+
+
+def _args(small_run, root, *extra: str) -> list[str]:
+    return [a for a in small_run.args(*extra) if not a.startswith("run.root=")] + [f"run.root={root}"]
+
+
+def test_evaluate_command_with_tasks_and_limit(small_run, tmp_path) -> None:
+    if not (DATA_ROOT / "mmlu").is_dir():
+        pytest.skip(f"benchmark datasets not found at {DATA_ROOT}")
+    root = _copy_run(small_run, tmp_path)
+    run_qwen(["evaluate", *_args(small_run, root, "evaluate.tasks=[mmlu,gsm8k]", "evaluate.limit=3")])
+    results = read_json(root / "small" / "evaluate" / "results.json")
+    assert sorted(results["scores"]) == ["gsm8k", "mmlu"] and "perplexity" not in results
+    assert read_json(root / "small" / "evaluate" / "mmlu.json")["n"] == 3
+
+
+def test_missing_benchmark_fails_before_submission(small_run, tmp_path) -> None:
+    root = _copy_run(small_run, tmp_path)
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    proc = subprocess.run(
+        [*QWEN, "evaluate", *_args(small_run, root, "evaluate.tasks=[mmlu,gsm8k]", "evaluate.missing_data=fail")],
+        env=child_env(QWEN_HPC_DATA_ROOT=str(empty)), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert str(empty / "mmlu" / "mmlu.jsonl") in proc.stderr and "qwen_gsm8k_prompt.txt" in proc.stderr
+    assert "README.md" in proc.stderr
+    assert not (root / "small" / "evaluate").exists(), "nothing may start when data are missing"
+
+
+def test_evaluate_checkpoint_on_an_imported_model(small_run, tmp_path) -> None:
+    """`evaluate.checkpoint=<import_hf folder>` (a TP=2 layout, resharded) predicts what the pretrain
+    checkpoint it came from predicts."""
+    if not (DATA_ROOT / "mmlu").is_dir():
+        pytest.skip(f"benchmark datasets not found at {DATA_ROOT}")
+    pytest.importorskip("transformers")
+    root = _copy_run(small_run, tmp_path)
+    args = _args(small_run, root, "evaluate.tasks=[mmlu,gsm8k]", "evaluate.limit=6")
+    run_qwen(["export-hf", *args])
+    imported = tmp_path / "imported"
+    run_qwen(["import-hf", *args, f"hf_path={root / 'small' / 'export_hf' / 'hf'}", f"output={imported}", "tp=2"])
+    run_qwen(["evaluate", *args])
+    own = root / "small" / "evaluate"
+    first = {t: read_json(own / f"{t}.json")["records"] for t in ("mmlu", "gsm8k")}
+    run_qwen(["evaluate", *args, f"evaluate.checkpoint={imported}"])
+    results = read_json(own / "results.json")
+    assert results["checkpoint"] == str(imported)
+    for task, records in first.items():
+        again = read_json(own / f"{task}.json")["records"]
+        assert [r["output"] for r in again] == [r["output"] for r in records]
