@@ -69,6 +69,23 @@ class CodeTask:
     def samples_per_problem(self, _settings: Any = None) -> int:
         return self.n
 
+    def unavailable(self) -> str | None:
+        """Why model-written code cannot run here (no safe sandbox), else None."""
+        from qwen_hpc.sandbox import isolation
+
+        try:
+            isolation()
+        except RuntimeError as exc:
+            return str(exc)
+        return None
+
+    @staticmethod
+    def isolation_report() -> dict[str, str]:
+        from qwen_hpc.sandbox import isolation
+
+        active = isolation()
+        return {"mode": active.mode, "reason": active.reason}
+
     def completion(self, text: str) -> str:
         raise NotImplementedError
 

@@ -53,12 +53,19 @@ def benchmark_tasks(cfg: QwenConfig, max_length: int | None = None) -> tuple[lis
     root = data_root(cfg)
     if ev.missing_data == "fail":
         check_data(tasks, root)
+        for task in tasks:
+            why = getattr(task, "unavailable", lambda: None)()
+            if why:
+                raise ValueError(f"{task.name} cannot run here: {why}")
         return tasks, {}
     kept, skipped = [], {}
     for task in tasks:
         missing = missing_files(task, root)
+        why = getattr(task, "unavailable", lambda: None)() if not missing else None
         if missing:
             skipped[task.name] = f"data missing under {root}: {', '.join(str(p) for p in missing)}"
+        elif why:
+            skipped[task.name] = why
         else:
             kept.append(task)
     return kept, skipped
@@ -137,6 +144,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:  # noqa: C901 - one 
     for task in tasks:
         task_metrics = read_json(ctx.stage_dir / f"{task.name}.json")["metrics"]
         results[task.name] = task_metrics
+        if hasattr(task, "isolation_report"):
+            results["sandbox"] = task.isolation_report()  # which isolation the code ran under
     results["skipped"] = skipped
     results["scores"] = scored
     if scored:
