@@ -42,7 +42,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, list[str], l
         for _ in range(rng.choice([0, 0, 1, 2, 4])):
             texts.append(_mutate(texts[-1], rng.choice([1, 2, 4]), rng))
     texts += [rng.choice(texts) for _ in range(20)]  # exact copies: removed before fuzzy dedup
-    texts += ["tiny", "two words"]  # fewer words than a shingle
+    texts += ["tiny", "two words", "!!! ???"]  # fewer words than a shingle; no word at all (no signature)
     rng.shuffle(texts)
     root = tmp_path_factory.mktemp("lsh")
     per = -(-len(texts) // FILES)
