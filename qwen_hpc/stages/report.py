@@ -8,7 +8,7 @@ from qwen_hpc.stages.base import StageContext, StageResult
 NAME = "report"
 DESCRIPTION = "HTML report: loss curve, long-context and data plots + table of every stage's metrics"
 CONFIG_KEYS = ("report",)
-UPSTREAM = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context")
+UPSTREAM = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft")
 DISTRIBUTED = False
 
 
@@ -37,6 +37,12 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     )
     write_bytes(ctx.stage_dir / "loss.png", png)
     plots = {"pretraining loss": png}
+    sft_records = read_jsonl(ctx.stage_path("sft") / "metrics.jsonl")
+    sft_train, sft_val = _latest_per_step(sft_records, "loss"), _latest_per_step(sft_records, "val_loss")
+    if sft_train:
+        plots["SFT loss (mean over supervised tokens, Qwen §3.1)"] = loss_curve_png(
+            sft_train, sft_val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: SFT loss"
+        )
     compression_png = ctx.stage_path("tokenizer") / "compression.png"  # written by the tokenizer stage
     if compression_png.is_file():
         plots["tokenizer compression (tokens relative to the reference, per source)"] = (

@@ -31,7 +31,7 @@ SMALL = [
     "sft.heldout_eval=8",
     "sft.max_new_tokens=16",
 ]
-ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "report", "sft")
+ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft", "report")
 
 
 class SmallRun:

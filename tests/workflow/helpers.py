@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import REPO, child_env
 
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-STAGES = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "report")
+STAGES = ("data", "tokenizer", "tokens", "pretrain", "sft", "evaluate", "report")
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ rule report:
         rules.pretrain.output.marker,
         rules.evaluate.output.marker,
         rules.long_context.output.marker,
+        rules.sft.output.marker,
     output:
         marker=marker("report"),
     log:
