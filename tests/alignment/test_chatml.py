@@ -142,3 +142,45 @@ def test_truncate_at_turn_boundary(byte_level: QwenTokenizer) -> None:
 def test_roles_are_checked() -> None:
     with pytest.raises(ValueError, match="role 'robot'"):
         Message("robot", "x")
+
+
+def _finetune_py_preprocess(tok: QwenTokenizer, source: list[dict], system_message: str) -> tuple[list, list]:
+    """The label construction of Qwen's released finetune.py `preprocess`, transcribed line by line (one
+    sample, before padding), with `tokenizer(x).input_ids` = encode with special-token text parsed."""
+    IGNORE = -100
+    roles = {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"}
+
+    def ids(text: str) -> list[int]:
+        return tok.encode(text, allowed_special="all")
+
+    im_start, im_end = tok.im_start_id, tok.im_end_id
+    nl_tokens = ids("\n")
+    _system = ids("system") + nl_tokens
+    if roles[source[0]["from"]] != roles["user"]:
+        source = source[1:]
+    input_id, target = [], []
+    system = [im_start] + _system + ids(system_message) + [im_end] + nl_tokens
+    input_id += system
+    target += [im_start] + [IGNORE] * (len(system) - 3) + [im_end] + nl_tokens
+    for sentence in source:
+        role = roles[sentence["from"]]
+        _input_id = ids(role) + nl_tokens + ids(sentence["value"]) + [im_end] + nl_tokens
+        input_id += _input_id
+        if role == "<|im_start|>user":
+            _target = [im_start] + [IGNORE] * (len(_input_id) - 3) + [im_end] + nl_tokens
+        elif role == "<|im_start|>assistant":
+            _target = (
+                [im_start] + [IGNORE] * len(ids(role)) + _input_id[len(ids(role)) + 1 : -2] + [im_end] + nl_tokens
+            )
+        target += _target
+    return input_id, target
+
+
+def test_finetune_py_mode_equals_the_released_preprocess(qwen: QwenTokenizer) -> None:
+    source = [{"from": m["role"], "value": m["content"]} for m in CONV[1:]]
+    ids, labels = _finetune_py_preprocess(qwen, source, "You are a helpful assistant.")
+    conv = encode_conversation(qwen, CONV[1:])
+    assert conv.ids == ids
+    assert [i != -100 for i in labels] == supervised(conv, "finetune_py")
+    assert [lab for lab in labels if lab != -100] == [i for i, s in zip(ids, supervised(conv, "finetune_py"),
+                                                                        strict=True) if s]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -129,3 +130,12 @@ def test_tiny_sft_learns_to_close_replies_and_do_arithmetic(small_run, tmp_path:
     print("held-out before SFT:", before, "after:", after)
     assert after["im_end_rate"] >= 0.95
     assert after["arithmetic_accuracy"] >= before["arithmetic_accuracy"] + 0.2, (before, after)
+    # the fine-tuned model exported with its chat template; `qwen-hpc chat` ends the reply at <|im_end|>
+    hf_dir = tmp_path / "chat_hf"
+    run_qwen(["export-hf", f"run.root={tmp_path}", *args, f"checkpoint={stage / 'checkpoints'}", f"output={hf_dir}"])
+    assert "<|im_start|>" in json.loads((hf_dir / "tokenizer_config.json").read_text())["chat_template"]
+    chat = subprocess.run([*QWEN, "chat", f"model={hf_dir}"], input="What is 23 + 45?\n\n", cwd=REPO,
+                          env=child_env(), capture_output=True, text=True, timeout=300)
+    assert chat.returncode == 0, chat.stderr
+    reply = chat.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"assistant: 23 \+ 45 = \d+\.", reply), reply
