@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from qwen_hpc.config.compose import ConfigError, load
 from qwen_hpc.stages.registry import COMMAND_ALIASES, STAGE_NAMES, UnknownStageError, descriptions
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_PREEMPTED = 0, 1, 2, 3
+# exit statuses (README, "Preemption"): 3 = saved after a signal, rerun/requeue resumes; 4 = the stage's
+# job was cancelled (scancel); 5 = refused: another live job owns the stage folder
+EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_PREEMPTED, EXIT_CANCELLED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
 
 def _usage() -> str:
@@ -145,11 +148,12 @@ def _describe(overrides: list[str]) -> int:
 
 def _dispatch(stage: str, plain: dict) -> int:
     from qwen_hpc.config.compose import to_typed
-    from qwen_hpc.launch.job import StagePreempted
-    from qwen_hpc.launch.submit import effective_launcher, run_inline, submit_and_wait
+    from qwen_hpc.launch import ownership
+    from qwen_hpc.launch.job import StagePreempted, task_rank
+    from qwen_hpc.launch.submit import StageCancelled, effective_launcher, run_inline, submit_and_wait
     from qwen_hpc.stages.base import stage_dir
     from qwen_hpc.stages.preflight import PreflightError, preflight
-    from qwen_hpc.stages.runner import StageInputError, check_ready, prepare_stage_dir
+    from qwen_hpc.stages.runner import StageInputError, check_ready
 
     log = logging.getLogger("qwen_hpc.cli")
     cfg = to_typed(plain)
@@ -162,26 +166,64 @@ def _dispatch(stage: str, plain: dict) -> int:
     if up_to_date:
         log.info("stage %s is up to date: nothing to do", stage)
         return EXIT_OK
-    prepare_stage_dir(stage, cfg, lineage)
+    sdir = stage_dir(cfg, stage)
     launcher = effective_launcher(cfg.launcher, getattr(cfg, stage).resources)
+    try:
+        # under `srun` (slurm/stage.sbatch) every task runs this command: only task 0 prepares the folder
+        token = _take_stage_folder(stage, cfg, lineage, launcher.kind) if task_rank() == 0 else None
+    except ownership.StageBusy as exc:
+        print(f"qwen-hpc: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     try:
         if launcher.kind == "debug":
             result = run_inline(stage, plain)
         else:
-            result = submit_and_wait(stage, plain, launcher, stage_dir(cfg, stage), cfg.run.name)
+            result = submit_and_wait(stage, plain, launcher, sdir, cfg.run.name, token)
     except KeyboardInterrupt:
         print(f"qwen-hpc: stage {stage} interrupted", file=sys.stderr)
         return 130
+    except ownership.StageBusy as exc:
+        print(f"qwen-hpc: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except StagePreempted as exc:
         log.warning("%s", exc)
         return EXIT_PREEMPTED
+    except StageCancelled as exc:
+        print(f"qwen-hpc: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
     except Exception as exc:  # noqa: BLE001 - any job failure becomes a clear non-zero exit
         print(f"qwen-hpc: stage {stage} failed:\n{exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if token:  # the job has ended, whatever its outcome: the folder is free again
+            ownership.release(sdir, token)
     log.info(
         "stage %s %s: %s", stage, result.get("status"), json.dumps(result.get("metrics", {}), default=str)
     )
     return EXIT_OK if result.get("status") in ("completed", "skipped") else EXIT_FAILED
+
+
+def _take_stage_folder(stage: str, cfg, lineage: str, kind: str) -> str | None:
+    """Refuse a folder another live job writes; else prepare it and (when submitting) lock it for the job
+    we are about to submit. Returns the lock token to release when that job has ended."""
+    from qwen_hpc.launch import ownership
+    from qwen_hpc.launch.job import sbatch_token
+    from qwen_hpc.stages.base import stage_dir
+    from qwen_hpc.stages.runner import prepare_stage_dir
+
+    sdir = stage_dir(cfg, stage)
+    busy = ownership.read_lock(sdir)
+    # never move aside (or write into) a folder another live job is writing
+    if busy and not busy.get("unreadable") and busy.get("token") != sbatch_token(kind):
+        if ownership.owner_liveness(busy).alive:
+            ownership.acquire(sdir, {"token": ownership.new_token()})  # raises StageBusy naming the owner
+    prepare_stage_dir(stage, cfg, lineage)
+    if kind == "debug":  # the stage runs in this process and takes the lock itself
+        return None
+    token = ownership.new_token()
+    ownership.acquire(sdir, {"token": token, "launcher": "process", "job_id": None, "pid": os.getpid(),
+                             "submitter": True})
+    return token
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ class LauncherConfig:
     timeout_min: int = 60
     # seconds before the time limit at which Slurm sends USR2 (submitit's --signal=USR2@N)
     signal_delay_s: int = 90
-    # how many times a job may be requeued after a time-out/preemption before it fails for good
+    # how many restarts in a row without progress (pretrain: same checkpoint iteration) a job may make before
+    # it fails for good; restarts that advanced are not counted (a long run may be requeued without limit)
     max_requeues: int = 3
     additional_sbatch: dict[str, str] = field(default_factory=dict)
     # shell lines run in the sbatch script before the task starts (module load, venv activation ...)

@@ -4,6 +4,8 @@ Three ways a stage process can start, one result (an initialised default process
 - under `torchrun` (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT already set);
 - as a submitit task on Slurm or the local executor (submitit's `TorchDistributedEnvironment().export()`
   turns the job environment into those variables);
+- as a task of a plain `srun` step (`sbatch slurm/stage.sbatch ...`): SLURM_PROCID / SLURM_STEP_NUM_TASKS /
+  SLURM_LOCALID and the first node of the allocation;
 - as a plain single process (world size 1 on a free loopback port).
 """
 
@@ -50,6 +52,32 @@ def export_submitit_env() -> None:
     os.environ["MASTER_PORT"] = str(_master_port(env.world_size, str(submitit.JobEnvironment().job_id)))
 
 
+def srun_world_size() -> int | None:
+    """Tasks of the `srun` step this process belongs to (None outside one): the world of a stage started
+    by hand with `sbatch --ntasks=N slurm/stage.sbatch ...`."""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS")
+    return int(tasks) if tasks and tasks.isdigit() else None
+
+
+def export_srun_env() -> None:
+    """Inside a plain `srun` task (no submitit): set the env:// variables from Slurm's (no-op elsewhere)."""
+    world = srun_world_size()
+    if "RANK" in os.environ or world is None or "SUBMITIT_FOLDER" in os.environ:
+        return
+    import subprocess
+
+    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1")
+    hosts = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                           check=False).stdout.split()
+    os.environ.update(
+        RANK=os.environ["SLURM_PROCID"],
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=os.environ.get("SLURM_LOCALID", "0"),
+        MASTER_ADDR=hosts[0] if hosts else nodes,
+        MASTER_PORT=str(_master_port(world, os.environ.get("SLURM_JOB_ID", "0"))),
+    )
+
+
 # Linux hands out ephemeral ports from 32768 up: a rendezvous port chosen there (as submitit's default
 # is) can collide with any outgoing connection on the node. Stay below that range.
 PORT_BASE, PORT_SPAN = 20000, 12000
@@ -73,6 +101,7 @@ def ensure_process_group(backend: str | None = None, timeout_s: int = 600) -> Di
     backend = backend or default_backend()
     if not dist.is_initialized():
         export_submitit_env()
+        export_srun_env()
         if "RANK" not in os.environ:
             os.environ.update(
                 RANK="0",

@@ -12,12 +12,14 @@ class PreflightError(ValueError):
 
 def job_world_size(cfg: QwenConfig, stage: str) -> int:
     """Tasks the stage's job will have: nodes × tasks per node after the stage's resource overrides
-    (the debug launcher runs one task in this process)."""
+    (the debug launcher runs the stage in this process: one task, or every task of the `srun` step it is
+    part of — `sbatch --ntasks=N slurm/stage.sbatch` — whose world is the allocation's)."""
+    from qwen_hpc.launch.distributed import srun_world_size
     from qwen_hpc.launch.submit import effective_launcher
 
     launcher = effective_launcher(cfg.launcher, getattr(cfg, stage).resources)
     if launcher.kind == "debug":
-        return 1
+        return srun_world_size() or 1
     return launcher.nodes * launcher.tasks_per_node
 
 

@@ -3,6 +3,8 @@ tokens stage's blend; checkpointed, resumable after preemption, observed every s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.base import StageContext, StageResult
 
@@ -11,6 +13,17 @@ DESCRIPTION = "train the Qwen-layout GPTModel on Megatron-Core (TP/PP/DP, checkp
 CONFIG_KEYS = ("model", "pretrain")
 UPSTREAM = ("tokens",)
 DISTRIBUTED = True
+
+
+def progress(stage_dir: Path) -> int | None:
+    """How far a (requeued) run has got: the iteration of the latest checkpoint, None before the first.
+    The launcher's requeue budget counts only restarts that find this unchanged."""
+    pointer = Path(stage_dir) / "checkpoints" / "latest"
+    try:
+        name = pointer.read_text().strip()
+    except OSError:
+        return None
+    return int(name.rsplit("_", 1)[-1]) if name.startswith("iter_") and name[5:].isdigit() else None
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:

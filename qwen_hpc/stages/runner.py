@@ -27,10 +27,14 @@ from qwen_hpc.stages.base import (
     write_marker,
 )
 from qwen_hpc.stages.registry import get_stage
-from qwen_hpc.tracking.factory import make_tracker
+from qwen_hpc.tracking.factory import make_tracker, summarize_into_stage_run
 from qwen_hpc.utils.io import read_json, write_json
 
 log = logging.getLogger(__name__)
+
+
+# evaluations of the pretrained model: their headline numbers also go into the pretrain run's W&B summary
+SUMMARIZED_INTO_PRETRAIN = ("evaluate", "long_context")
 
 
 class StageInputError(RuntimeError):
@@ -144,6 +148,15 @@ def run_stage(
             )
     finally:
         tracker.close()
+    if result.status == "completed" and rank == 0 and stage in SUMMARIZED_INTO_PRETRAIN:
+        summarize_into_stage_run(
+            logger_kind=cfg.logger.kind,
+            logger_settings=plain["logger"],
+            target_stage_dir=stage_dir(cfg, "pretrain"),
+            own_stage_dir=sdir,
+            experiment=cfg.run.name,
+            metrics={f"{stage}/{k}": v for k, v in result.metrics.items() if _is_number(v)},
+        )
     return result
 
 

@@ -57,3 +57,33 @@ def make_tracker(
             )
         )
     return MultiTracker(trackers)
+
+
+def summarize_into_stage_run(
+    *,
+    logger_kind: str,
+    logger_settings: dict[str, Any],
+    target_stage_dir: Path,
+    own_stage_dir: Path,
+    experiment: str,
+    metrics: dict[str, Any],
+) -> bool:
+    """Write `metrics` into the summary of another stage's W&B run (the pretrain run, for evaluations):
+    so a person who opens the training run sees its evals. The update is written under this stage's own
+    folder (`own_stage_dir/wandb`); the target stage's folder is only read (its run id)."""
+    if logger_kind != "wandb" or logger_settings.get("mode") == "disabled":
+        return False
+    from qwen_hpc.tracking.wandb_tracker import RUN_ID_FILE, update_run_summary
+
+    id_file = Path(target_stage_dir) / RUN_ID_FILE
+    if not id_file.exists():
+        return False
+    return update_run_summary(
+        run_id=id_file.read_text().strip(),
+        wandb_dir=Path(own_stage_dir) / "wandb",
+        project=logger_settings["project"],
+        experiment=experiment,
+        mode=logger_settings["mode"],
+        entity=logger_settings.get("entity"),
+        metrics=metrics,
+    )

@@ -1,9 +1,21 @@
 """W&B behind the tracker interface: one run per stage, grouped by experiment, resumable by id.
 
-The run id is stored in the stage directory, so a requeued job continues the same W&B run instead of
-starting a new one at step 0 (a common Megatron-LM/torchtitan complaint). Any W&B failure — no
-account, no network, a broken service process — is logged and turns this tracker into a no-op: the
-stage's results never depend on observation.
+The run id is stored in the stage directory, so a requeued job continues the same W&B run (same id,
+`resume="allow"`) instead of starting a new one at step 0 (a common Megatron-LM/torchtitan complaint).
+The step axis is the caller's (pretrain: the iteration, which a resumed job continues from its
+checkpoint); a resumed job logs only steps above the highest one W&B already holds for the run (offline:
+read back from the earlier `offline-run-*` directories, `wandb_records`; online: the run's starting
+step), so steps a killed job had logged past its last checkpoint are not logged a second time when the
+resumed job recomputes them, and steps it had not yet written are not lost. Offline, each start of the job writes its own `offline-run-<time>-<id>` directory; all of them
+carry the one id, and `wandb sync` uploads the directories of one id as one run, in start order.
+
+Evaluation stages also write their headline numbers into the *pretrain* run's summary
+(`update_run_summary`): they resume that run by its id for a moment — online that updates it in place,
+offline it leaves a summary-only directory with the pretrain run's id in the evaluating stage's own
+folder, which `wandb sync` merges into the same run.
+
+Any W&B failure — no account, no network, a broken service process — is logged and turns this tracker
+into a no-op: the stage's results never depend on observation.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ class WandbTracker:
     ) -> None:
         self._run: Any = None
         self.run_id: str | None = None
+        self.last_step = -1
         try:
             self._start(stage_dir, project, experiment, stage, mode, entity, tags, config)
         except Exception as exc:  # noqa: BLE001 - observation must never stop a stage
@@ -56,6 +69,13 @@ class WandbTracker:
         wandb_dir = Path(stage_dir) / "wandb"
         wandb_dir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("WANDB_SILENT", "true")
+        if mode == "offline":
+            from qwen_hpc.tracking.wandb_records import last_written_step
+
+            try:
+                self.last_step = last_written_step(stage_dir, run_id)
+            except (OSError, ValueError) as exc:
+                log.warning("could not read the earlier offline W&B records of run %s: %s", run_id, exc)
         self._run = wandb.init(
             project=project,
             entity=entity,
@@ -71,10 +91,16 @@ class WandbTracker:
             settings=wandb.Settings(console="off", x_disable_stats=True, init_timeout=120),
         )
         self.run_id = run_id
+        if mode != "offline":  # the server knows where a resumed run stands
+            self.last_step = max(self.last_step, int(getattr(self._run, "starting_step", 0) or 0) - 1)
+        if self.last_step >= 0:
+            log.info("W&B run %s resumed: logging steps after %d", run_id, self.last_step)
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self._run is None:
             return
+        if step is not None and step <= self.last_step:
+            return  # logged by an earlier run of this job before it was killed: never twice
         try:
             self._run.log(metrics, step=step)
         except Exception as exc:  # noqa: BLE001
@@ -100,3 +126,39 @@ class WandbTracker:
         except Exception as exc:  # noqa: BLE001
             log.warning("W&B finish failed: %s", exc)
         self._run = None
+
+
+def update_run_summary(
+    *,
+    run_id: str,
+    wandb_dir: Path,
+    project: str,
+    experiment: str,
+    mode: str,
+    entity: str | None,
+    metrics: dict[str, Any],
+) -> bool:
+    """Add `metrics` to the summary of the existing run `run_id` (resumed for this update only)."""
+    try:
+        import wandb
+
+        Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        run = wandb.init(
+            project=project,
+            entity=entity,
+            group=experiment,
+            id=run_id,
+            resume="allow",
+            mode=mode,
+            dir=str(wandb_dir),
+            reinit="create_new",
+            settings=wandb.Settings(console="off", x_disable_stats=True, init_timeout=120),
+        )
+        run.summary.update(metrics)
+        run.finish()
+        return True
+    except Exception as exc:  # noqa: BLE001 - observation must never stop a stage
+        log.warning("could not add %d metrics to W&B run %s (%s: %s)", len(metrics), run_id,
+                    type(exc).__name__, exc)
+        return False

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from qwen_hpc.tracking.wandb_records import offline_runs
 from qwen_hpc.utils.io import read_json
 from tests.conftest import DATA_ROOT, QWEN, child_env, run_qwen
 
@@ -97,3 +98,19 @@ def test_evaluate_checkpoint_on_an_imported_model(small_run, tmp_path) -> None:
     for task, records in first.items():
         again = read_json(own / f"{task}.json")["records"]
         assert [r["output"] for r in again] == [r["output"] for r in records]
+
+
+def test_evaluate_logs_to_its_run_and_into_the_pretrain_runs_summary(small_run) -> None:
+    """Offline: the evaluate folder holds its own run and a summary-only directory carrying the pretrain
+    run's id, which `wandb sync` merges into the training run."""
+    out = small_run.stage("evaluate")
+    scores = read_json(out / "perplexity.json")
+    own_id = (out / "wandb_run_id").read_text().strip()
+    pretrain_id = (small_run.run_dir / "pretrain" / "wandb_run_id").read_text().strip()
+    runs = {r.run_id: r for r in offline_runs(out)}
+    assert set(runs) == {own_id, pretrain_id}, list(runs)
+    assert runs[own_id].summary["val/loss"] == scores["loss"]
+    into_pretrain = runs[pretrain_id]
+    assert not into_pretrain.steps  # a summary update only: the training run's history is untouched
+    assert into_pretrain.summary["evaluate/loss"] == scores["loss"]
+    assert into_pretrain.summary["evaluate/perplexity"] == scores["perplexity"]

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from qwen_hpc.model.long_context import SETTINGS
+from qwen_hpc.tracking.wandb_records import offline_runs
 from qwen_hpc.utils.io import read_json
 from tests.conftest import run_qwen
 
@@ -56,6 +57,12 @@ def test_long_context_stage_writes_the_table_plot_and_wandb_table(small_run, tab
     assert list((out / "wandb").glob("**/*.wandb")), "the offline W&B run holds the table"
     marker = read_json(out / "_SUCCESS.json")
     assert marker["metrics"]["ppl/plain/512"] == pytest.approx(table["perplexity"]["plain"]["512"], rel=1e-4)
+    # the table's numbers also land in the pretrain run's W&B summary (written in this stage's folder)
+    pretrain_id = (small_run.run_dir / "pretrain" / "wandb_run_id").read_text().strip()
+    (summary,) = [r.summary for r in offline_runs(out) if r.run_id == pretrain_id]
+    assert summary["long_context/ppl/plain/512"] == marker["metrics"]["ppl/plain/512"]
+    assert summary["long_context/ppl/dynamic_ntk+logn+window/512"] == marker["metrics"][
+        "ppl/dynamic_ntk+logn+window/512"]
 
 
 def test_long_context_resumes_at_the_next_cell(small_run, table) -> None:
