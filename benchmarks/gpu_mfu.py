@@ -51,8 +51,9 @@ def main() -> None:
     from qwen_hpc.launch.distributed import ensure_process_group
     from qwen_hpc.model.builder import padded_vocab_size
     from qwen_hpc.model.config import ModelConfig
+    from qwen_hpc.parallel import memory_metrics
     from qwen_hpc.training.config import OptimizerConfig, TrainConfig
-    from qwen_hpc.training.loop import _build_optimizer, build_training_model, memory_metrics
+    from qwen_hpc.training.loop import _build_optimizer, build_training_model
     from qwen_hpc.training.step import StepContext, causal_mask, train_step
 
     model_cfg = ModelConfig(

@@ -66,8 +66,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512, help="queries per attention block")
     args = parser.parse_args()
 
-    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
     from qwen_hpc.model.long_context import LongContextConfig
+    from qwen_hpc.parallel import single_process_megatron
 
     full = LongContextConfig(use_dynamic_ntk=True, use_logn_attn=True)
     windowed = LongContextConfig(

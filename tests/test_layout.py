@@ -10,7 +10,8 @@ import pytest
 from qwen_hpc.stages.registry import STAGE_NAMES, get_stage
 
 REPO = Path(__file__).resolve().parents[1]
-DOMAIN = ("data", "tokenizer", "model", "training", "evaluation", "compat", "alignment", "interop", "sandbox")
+DOMAIN = ("data", "tokenizer", "model", "training", "evaluation", "compat", "alignment", "interop", "sandbox",
+          "parallel")
 FORBIDDEN_IN_DOMAIN = ("submitit", "hydra", "omegaconf", "snakemake", "wandb", "qwen_hpc.cli", "qwen_hpc.stages",
                        "qwen_hpc.launch", "qwen_hpc.config")
 

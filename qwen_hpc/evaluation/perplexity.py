@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
-from qwen_hpc.compat.megatron_cpu import cpu_shims
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.parallel import compute_device, model_parallel
 from qwen_hpc.training import checkpoint as ckpt
 from qwen_hpc.training.config import TrainConfig
 from qwen_hpc.training.data import Blend, MicroBatchIterator, SplitSizes, build_datasets, split_sizes
@@ -45,30 +43,19 @@ def validation_perplexity(
     """
     if eval_iters <= 0 or micro_batch_size <= 0:
         raise ValueError(f"eval_iters={eval_iters} and micro_batch_size={micro_batch_size} must be positive")
-    if not dist.is_initialized():
-        raise RuntimeError("validation_perplexity needs an initialised torch.distributed default group")
     checkpoint_dir = Path(checkpoint_dir)
-    with cpu_shims():
-        created = not ps.model_parallel_is_initialized()
-        if created:
-            ps.initialize_model_parallel(
-                train_cfg.tensor_model_parallel_size, train_cfg.pipeline_model_parallel_size
-            )
-        try:
-            return _evaluate(
-                model_cfg,
-                train_cfg,
-                blend,
-                eod_id,
-                n_vocab,
-                checkpoint_dir,
-                eval_iters,
-                micro_batch_size,
-                index_cache_dir,
-            )
-        finally:
-            if created:
-                ps.destroy_model_parallel()
+    with model_parallel(train_cfg.tensor_model_parallel_size, train_cfg.pipeline_model_parallel_size):
+        return _evaluate(
+            model_cfg,
+            train_cfg,
+            blend,
+            eod_id,
+            n_vocab,
+            checkpoint_dir,
+            eval_iters,
+            micro_batch_size,
+            index_cache_dir,
+        )
 
 
 def _evaluate(
@@ -93,11 +80,7 @@ def _evaluate(
     )
     if valid is None:
         raise ValueError(f"train.split={train_cfg.split!r} has no validation part")
-    device = (
-        torch.device("cuda", torch.cuda.current_device())
-        if torch.cuda.is_available()
-        else torch.device("cpu")
-    )
+    device = compute_device()
     ctx = StepContext(
         ddp_model=Float16Module(config, model) if bf16 else model,
         optimizer=None,

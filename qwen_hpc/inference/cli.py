@@ -79,7 +79,7 @@ def main(command: str, args: list[str]) -> int:
     from qwen_hpc.alignment.chatml import DEFAULT_SYSTEM, chat_stop_ids, chatml_ids
     from qwen_hpc.inference.generate import Generator
     from qwen_hpc.inference.loading import open_model, open_model_config
-    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
+    from qwen_hpc.parallel import single_process_megatron
 
     with single_process_megatron():
         model, tokenizer = open_model(model_path)

@@ -11,18 +11,15 @@ Every output folder is written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
+from qwen_hpc.compat.megatron_cpu import cpu_shims
 from qwen_hpc.interop.hf_tokenizer import tokenizer_files, tokenizer_from_hf
 from qwen_hpc.model.builder import build_model, padded_vocab_size
 from qwen_hpc.model.config import ModelConfig
@@ -33,6 +30,7 @@ from qwen_hpc.model.hf_convert import (
     megatron_to_hf,
     model_config_from_hf,
 )
+from qwen_hpc.parallel import single_process_megatron, torch_dtype
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 from qwen_hpc.utils.io import atomic_dir
 
@@ -40,31 +38,6 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "model_config.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@contextlib.contextmanager
-def single_process_megatron(seed: int = 0) -> Iterator[None]:
-    """A one-process gloo group (if none) and TP=1/PP=1 model-parallel state, torn down afterwards."""
-    from megatron.core import parallel_state as ps
-
-    own_group = not dist.is_initialized()
-    if own_group:
-        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    with cpu_shims():
-        own_mp = not ps.model_parallel_is_initialized()
-        if own_mp:
-            ps.initialize_model_parallel(1, 1)
-        try:
-            model_parallel_seed(seed)
-            yield
-        finally:
-            if own_mp:
-                ps.destroy_model_parallel()
-            if own_group:
-                dist.destroy_process_group()
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
     """One checkpoint directory: `path` itself, or the one `path/latest` names (else the newest)."""
     from qwen_hpc.training.checkpoint import candidates
@@ -131,7 +104,7 @@ def write_hf_folder(
     """Write an HF Qwen2 folder from an unsharded Megatron state dict; returns what was written."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous() for k, v in megatron_to_hf(state, cfg).items()}
+    tensors = {k: v.detach().to(torch_dtype(dtype)).contiguous() for k, v in megatron_to_hf(state, cfg).items()}
     rows = tensors["model.embed_tokens.weight"].shape[0]
     if rows < tokenizer.n_vocab:
         raise ValueError(f"the model embeds {rows} ids but the tokenizer has {tokenizer.n_vocab}")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from qwen_hpc.parallel import default_backend
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -90,10 +92,6 @@ def _master_port(world_size: int, job_id: str) -> int:
     if world_size == 1:
         return _free_port()
     return PORT_BASE + zlib.crc32(job_id.encode()) % PORT_SPAN
-
-
-def default_backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
 
 
 def ensure_process_group(backend: str | None = None, timeout_s: int = 600) -> DistInfo:

@@ -9,41 +9,20 @@ LM head.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from megatron.core import parallel_state as ps
 
 from qwen_hpc.model.builder import build_model, padded_vocab_size, transformer_config
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.parallel import model_parallel, world_of_one
 
 _EMBEDDING_PARAMS = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
-@contextlib.contextmanager
-def _single_process_parallel_state() -> Iterator[None]:
-    """TP = PP = 1 on a world of one, created here only if the caller has none (and torn down after)."""
-    own_group = not dist.is_initialized()
-    if own_group:
-        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    own_state = not ps.model_parallel_is_initialized()
-    if own_state:
-        ps.initialize_model_parallel()
-    try:
-        yield
-    finally:
-        if own_state:
-            ps.destroy_model_parallel()
-        if own_group:
-            dist.destroy_process_group()
-
-
 def count_built_parameters(cfg: ModelConfig, vocab_rows: int) -> dict[str, int]:
     """(total, non-embedding) parameters of the GPTModel built on the meta device, TP = PP = 1."""
-    with _single_process_parallel_state():
+    with world_of_one(), model_parallel(1, 1):
         config = transformer_config(cfg)
         config.perform_initialization = False  # meta tensors hold no values to initialise
         with torch.device("meta"):

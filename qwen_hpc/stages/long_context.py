@@ -56,8 +56,8 @@ def _read_cells(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.evaluation.long_context import LengthScore, held_out_documents, score_length, table_markdown
-    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
     from qwen_hpc.model.long_context import setting_config
+    from qwen_hpc.parallel import single_process_megatron
     from qwen_hpc.report.plots import perplexity_vs_length_png
     from qwen_hpc.stages.tokens import read_blend
     from qwen_hpc.utils.io import append_jsonl, write_bytes, write_json, write_text

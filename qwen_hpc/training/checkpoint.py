@@ -30,14 +30,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from megatron.core import parallel_state as ps
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 from torch.distributed.checkpoint.api import CheckpointException
 
 from qwen_hpc.compat.megatron_cpu import cpu_shims
-from qwen_hpc.training.step import any_rank
+from qwen_hpc.parallel import all_ranks, barrier, rank
 from qwen_hpc.utils import io
 
 log = logging.getLogger(__name__)
@@ -63,21 +62,7 @@ class TrainingState:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# rank helpers
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _all_ok(ok: bool) -> bool:
-    """True only if `ok` on every rank."""
-    return not any_rank(not ok)
+# parallel layout of this rank
 
 
 def _layout() -> dict[str, int]:
@@ -182,7 +167,7 @@ def find_latest_valid(ckpt_root: str | Path, load: Callable[[Path], T]) -> tuple
         # Any failure means this checkpoint is unusable; torch DCP's CheckpointException is a BaseException.
         except (Exception, CheckpointException) as exc:
             error = exc
-        if _all_ok(error is None):
+        if all_ranks(error is None):
             return path, result  # type: ignore[return-value]
         log.warning(
             "checkpoint %s failed to load%s; falling back to the previous one",
@@ -273,10 +258,10 @@ def save_checkpoint(
     root = Path(ckpt_root)
     name = iter_name(state.iteration)
     final, tmp = root / name, root / f".{name}.tmp"
-    if _rank() == 0:
+    if rank() == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    _barrier()
+    barrier()
     sharded = _sharded_state(model, optimizer, is_loading=False)
     sharded.update(
         format_version=FORMAT_VERSION,
@@ -295,11 +280,11 @@ def save_checkpoint(
             sharded_strategy=("torch_dist", 1),
             preprocess_common_before_consistancy_check=_drop_extra,
         )
-    _barrier()
-    if _rank() == 0:
+    barrier()
+    if rank() == 0:
         _publish(root, tmp, final)
         _prune(root, keep_last)
-    _barrier()
+    barrier()
     log.info("saved checkpoint %s", final)
     return final
 

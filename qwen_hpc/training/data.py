@@ -19,19 +19,18 @@ at `consumed_samples` resumes exactly where an interrupted run stopped.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.parallel import rank, world_of_one
 from qwen_hpc.training.config import TrainConfig
 from qwen_hpc.utils import io
 from qwen_hpc.utils.hashing import hash_obj
@@ -128,19 +127,6 @@ def marker_path(config: GPTDatasetConfig, sizes: SplitSizes) -> Path:
     return Path(config.path_to_cache) / f"index_caches-{hash_obj(key)}.json"
 
 
-@contextlib.contextmanager
-def _process_group() -> Iterator[None]:
-    """Megatron's cache code asks torch.distributed for the rank; give a lone process a world of one."""
-    if dist.is_initialized():
-        yield
-        return
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
 def _build(config: GPTDatasetConfig, sizes: SplitSizes) -> list[Any]:
     builder = BlendedMegatronDatasetBuilder(GPTDataset, sizes.as_list(), lambda: True, config)
     return builder.build()
@@ -165,7 +151,7 @@ def build_index_caches(
     cache_dir.mkdir(parents=True, exist_ok=True)
     sizes = split_sizes(train)
     config = dataset_config(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
-    with _process_group():
+    with world_of_one():
         datasets = _build(config, sizes)
     summary = {
         "blend": [[str(p), float(w)] for p, w in blend],
@@ -176,7 +162,7 @@ def build_index_caches(
         "built_samples": [len(d) if d is not None else 0 for d in datasets],
         "files": sorted(p.name for p in cache_dir.glob("*.npy")),
     }
-    if dist.is_initialized() and dist.get_rank() != 0:
+    if rank() != 0:
         return summary
     io.write_json(marker_path(config, sizes), summary)
     return summary
@@ -196,13 +182,13 @@ def build_datasets(
     check_blend(blend)
     sizes = sizes or split_sizes(train)
     config = dataset_config(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
-    if not marker_path(config, sizes).is_file() and (not dist.is_initialized() or dist.get_rank() == 0):
+    if not marker_path(config, sizes).is_file() and rank() == 0:
         log.warning(
             "no prebuilt index caches for this configuration in %s: building them now (rank 0 first; needs a "
             "filesystem shared by all ranks). Run build_index_caches as a separate step to avoid this.",
             cache_dir,
         )
-    with _process_group():
+    with world_of_one():
         datasets = _build(config, sizes)
     return datasets[0], datasets[1]
 

@@ -29,9 +29,9 @@ from typing import Any
 import torch.distributed as dist
 
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.parallel import any_rank, world_size
 from qwen_hpc.training.config import TrainConfig
 from qwen_hpc.training.data import Blend, build_index_caches, dataset_config, marker_path, split_sizes
-from qwen_hpc.training.step import any_rank
 
 POLL_S = 2.0
 
@@ -84,7 +84,7 @@ def prepare_index_caches(
     """Collective: on return every rank can read the caches of this configuration. Returns what was done."""
     cache_dir = Path(cache_dir)
     marker = caches_marker(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
-    world = dist.get_world_size() if dist.is_initialized() else 1
+    world = world_size()
     if world == 1:
         if marker.is_file():
             return {"built": "none", "marker": str(marker)}

@@ -14,14 +14,12 @@ the optimizer state and the RNG states all come back from the checkpoint.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.distributed import (
@@ -35,9 +33,18 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
-from qwen_hpc.compat.megatron_cpu import cpu_shims, model_parallel_seed
+from qwen_hpc.compat.megatron_cpu import model_parallel_seed
 from qwen_hpc.model.builder import build_model, padded_vocab_size, select_kernels, transformer_config
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.parallel import (
+    any_rank,
+    compute_device,
+    memory_metrics,
+    model_parallel,
+    params_dtype,
+    resolve_precision,
+    world_size,
+)
 from qwen_hpc.tracking.base import NullTracker, Tracker
 from qwen_hpc.training import checkpoint as ckpt
 from qwen_hpc.training.config import OptimizerConfig, TrainConfig, check_parallel_layout
@@ -45,7 +52,6 @@ from qwen_hpc.training.data import Blend, MicroBatchIterator, build_datasets
 from qwen_hpc.training.step import (
     NonFiniteGuard,
     StepContext,
-    any_rank,
     causal_mask,
     evaluate_loss,
     train_step,
@@ -64,17 +70,6 @@ class TrainResult:
     checkpoint: Optional[str]  # noqa: UP045
     resumed_from: Optional[int]  # noqa: UP045
     metrics: dict = field(default_factory=dict)
-
-
-def resolve_precision(train: TrainConfig) -> tuple[bool, str]:
-    """(bf16?, reason)."""
-    if train.precision == "bf16":
-        return True, "requested"
-    if train.precision == "fp32":
-        return False, "requested"
-    if torch.cuda.is_available():
-        return True, "auto: CUDA available (BF16 mixed precision with FP32 master weights, Qwen report §2.4)"
-    return False, "auto: no CUDA device (CPU BF16 is ~27x slower than FP32)"
 
 
 @dataclass(frozen=True)
@@ -108,27 +103,6 @@ class _Run:
     metrics: dict = field(default_factory=dict)
 
 
-def _init_parallel(train: TrainConfig) -> bool:
-    """Initialise Megatron's TP/PP/DP groups on the caller's default group; True if this call created them."""
-    if not dist.is_initialized():
-        raise RuntimeError(
-            "pretrain needs an initialised torch.distributed default group (ensure_process_group)"
-        )
-    if ps.model_parallel_is_initialized():
-        same = (
-            ps.get_tensor_model_parallel_world_size() == train.tensor_model_parallel_size
-            and ps.get_pipeline_model_parallel_world_size() == train.pipeline_model_parallel_size
-        )
-        if not same:
-            raise RuntimeError("Megatron parallel state is already initialised with other TP/PP sizes")
-        return False
-    ps.initialize_model_parallel(
-        tensor_model_parallel_size=train.tensor_model_parallel_size,
-        pipeline_model_parallel_size=train.pipeline_model_parallel_size,
-    )
-    return True
-
-
 def _build_optimizer(ddp: Any, train: TrainConfig, optim: OptimizerConfig, bf16: bool) -> tuple[Any, Any]:
     config = MegatronOptimizerConfig(
         optimizer="adam",  # decoupled weight decay: AdamW
@@ -140,7 +114,7 @@ def _build_optimizer(ddp: Any, train: TrainConfig, optim: OptimizerConfig, bf16:
         adam_eps=optim.eps,
         clip_grad=optim.clip_grad,
         bf16=bf16,
-        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        params_dtype=params_dtype(bf16),
         use_distributed_optimizer=train.use_distributed_optimizer,
     )
     optimizer = get_megatron_optimizer(config, [ddp])
@@ -172,12 +146,11 @@ def build_stage_model(
 ) -> tuple[Any, Any, bool, str, Any]:
     """(GPTModel, TransformerConfig, bf16, why, kernels) of this rank's pipeline stage, with the precision
     and kernels the run uses; shared by training and evaluation so both build the same model."""
-    bf16, why = resolve_precision(train)
+    bf16, why = resolve_precision(train.precision)
     kernels = select_kernels()
-    params_dtype = torch.bfloat16 if bf16 else torch.float32
     tp, pp = train.tensor_model_parallel_size, train.pipeline_model_parallel_size
     config = transformer_config(
-        model_cfg, tp=tp, pp=pp, params_dtype=params_dtype, bf16=bf16, kernels=kernels
+        model_cfg, tp=tp, pp=pp, params_dtype=params_dtype(bf16), bf16=bf16, kernels=kernels
     )
     model_parallel_seed(train.seed + 100 * ps.get_pipeline_model_parallel_rank())
     model = build_model(
@@ -245,11 +218,7 @@ def _setup(
             inner.__module__,
             inner.__name__,
         )
-    device = (
-        torch.device("cuda", torch.cuda.current_device())
-        if torch.cuda.is_available()
-        else torch.device("cpu")
-    )
+    device = compute_device()
     dp, dp_rank = ps.get_data_parallel_world_size(), ps.get_data_parallel_rank()
     step = StepContext(
         ddp_model=ddp,
@@ -344,22 +313,6 @@ def _step_metrics(run: _Run, train: TrainConfig, outcome: Any, seconds: float) -
     return metrics
 
 
-def memory_metrics() -> dict[str, float]:
-    """GiB of memory: the GPU's peak allocation by torch on CUDA; this process's resident set on the CPU."""
-    if torch.cuda.is_available():
-        return {
-            "mem_max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
-            "mem_reserved_gib": torch.cuda.memory_reserved() / 2**30,
-        }
-    try:  # Linux: current resident set
-        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):  # elsewhere: the peak (ru_maxrss is KiB on Linux/BSD)
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"mem_rss_gib": rss / 2**30}
-
-
 def pretrain(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -419,27 +372,21 @@ def train_model(
     the (train, valid) datasets whose items are dicts of `tokens`, `labels`, `loss_mask`, `position_ids`
     (and `attention_mask` with `objective.attention_masks`), read in order by `MicroBatchIterator`.
     `pretrain` and SFT both run here; see `pretrain` for the rest of the contract."""
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    check_parallel_layout(train_cfg, optim_cfg, world, model=model_cfg)
-    with cpu_shims():
-        created = _init_parallel(train_cfg)
-        try:
-            run = _setup(
-                model_cfg,
-                train_cfg,
-                optim_cfg,
-                datasets,
-                n_vocab=n_vocab,
-                out_dir=Path(out_dir),
-                tracker=tracker,
-                init_checkpoint=Path(init_checkpoint) if init_checkpoint is not None else None,
-                objective=objective or Objective(),
-            )
-            run.state.extra = {**run.state.extra, **(extra_state or {})}
-            return _loop(run, train_cfg, should_stop)
-        finally:
-            if created:
-                ps.destroy_model_parallel()
+    check_parallel_layout(train_cfg, optim_cfg, world_size(), model=model_cfg)
+    with model_parallel(train_cfg.tensor_model_parallel_size, train_cfg.pipeline_model_parallel_size):
+        run = _setup(
+            model_cfg,
+            train_cfg,
+            optim_cfg,
+            datasets,
+            n_vocab=n_vocab,
+            out_dir=Path(out_dir),
+            tracker=tracker,
+            init_checkpoint=Path(init_checkpoint) if init_checkpoint is not None else None,
+            objective=objective or Objective(),
+        )
+        run.state.extra = {**run.state.extra, **(extra_state or {})}
+        return _loop(run, train_cfg, should_stop)
 
 
 def _loop(run: _Run, train: TrainConfig, should_stop: Callable[[], bool]) -> TrainResult:

@@ -18,23 +18,8 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
 
+from qwen_hpc.parallel import comm_device
 from qwen_hpc.training.data import MicroBatchIterator
-
-
-def comm_device() -> torch.device:
-    """Where small tensors for collectives must live: NCCL only reduces CUDA tensors, gloo CPU ones."""
-    if dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def any_rank(flag: bool) -> bool:
-    """True on every rank if `flag` is True on any rank (e.g. a stop request that reached one node)."""
-    if not dist.is_initialized():
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=comm_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 def causal_mask(seq_length: int, device: torch.device | str = "cpu") -> torch.Tensor:
