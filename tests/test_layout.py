@@ -28,7 +28,10 @@ def test_one_name_per_stage_everywhere(stage: str) -> None:
     module = get_stage(stage)
     assert module.NAME == stage
     assert module.DESCRIPTION
-    assert f"rule {stage}:" in (REPO / "workflow" / "rules" / f"{stage}.smk").read_text()
+    rule = (REPO / "workflow" / "rules" / f"{stage}.smk").read_text()
+    assert f"rule {stage}:" in rule
+    # the rule's inputs are the stage module's UPSTREAM (workflow/rules/common.smk: upstream), never a list
+    assert f'    input:\n        upstream("{stage}"),\n    output:' in rule, f"rule {stage}: inputs must be upstream()"
 
 
 def _imports(path: Path) -> set[str]:
@@ -75,3 +78,15 @@ def test_only_launch_reads_job_environment_variables() -> None:
             if var in text:
                 offenders.append(f"{path.relative_to(REPO)} mentions {var}")
     assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_a_stage_reads_only_its_upstream_and_imports_no_other_stage(stage: str) -> None:
+    import re
+
+    path = REPO / "qwen_hpc" / "stages" / f"{stage}.py"
+    read = set(re.findall(r'stage_path\("(\w+)"\)', path.read_text()))
+    assert read <= set(get_stage(stage).UPSTREAM), f"{stage} reads {sorted(read)} but UPSTREAM is {get_stage(stage).UPSTREAM}"
+    shared = {"qwen_hpc.stages.base", "qwen_hpc.stages.registry"}
+    others = {n for n in _imports(path) if n.startswith("qwen_hpc.stages") and n not in shared}
+    assert not others, f"stage {stage} imports {sorted(others)}: read upstream outputs through qwen_hpc.outputs"

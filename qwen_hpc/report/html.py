@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import html
 import json
-from pathlib import Path
 from typing import Any
+
+from qwen_hpc.utils.io import read_jsonl as read_jsonl  # re-exported: the report's reader of metrics
 
 
 def _fmt(value: Any) -> str:
@@ -59,15 +60,3 @@ def render(
     parts.append("</table></body></html>")
     return "\n".join(parts)
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a killed job must not break the report
-    return records

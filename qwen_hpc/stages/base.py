@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -14,12 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.outputs import MARKER
 from qwen_hpc.tracking.base import NullTracker, Tracker
 from qwen_hpc.utils.hashing import hash_obj
 from qwen_hpc.utils.io import read_json, write_json
 
-MARKER = "_SUCCESS.json"
-STARTED = "_STARTED.json"
 VERSIONED_PACKAGES = (
     "qwen-hpc",
     "torch",
@@ -68,6 +68,11 @@ class StageModule(Protocol):
     DISTRIBUTED: bool
 
     def run(self, cfg: QwenConfig, ctx: StageContext) -> StageResult: ...
+
+
+def data_root(cfg: QwenConfig) -> Path:
+    """Where the real datasets (evaluation sets ...) are: QWEN_HPC_DATA_ROOT if set, else run.data_root."""
+    return Path(os.environ.get("QWEN_HPC_DATA_ROOT") or cfg.run.data_root)
 
 
 def run_dir(cfg: QwenConfig) -> Path:
@@ -130,7 +135,10 @@ def write_marker(
     inputs: dict[str, str | None],
     metrics: dict[str, Any],
     started_at: float,
+    outputs: dict[str, str] | None = None,
 ) -> None:
+    """`outputs` (name -> path) are recorded relative to the stage folder when inside it, so a moved run
+    folder still reads them (`qwen_hpc.outputs.read_marker`)."""
     write_json(
         path,
         {
@@ -141,8 +149,16 @@ def write_marker(
             "lineage": lineage(cfg_hash, inputs),
             "versions": package_versions(),
             "metrics": metrics,
+            "outputs": {name: _relative(value, path.parent) for name, value in (outputs or {}).items()},
             "started_at": started_at,
             "finished_at": time.time(),
             "wall_s": round(time.time() - started_at, 3),
         },
     )
+
+
+def _relative(value: str, folder: Path) -> str:
+    try:
+        return str(Path(value).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(value)

@@ -5,22 +5,14 @@ the stage runs: a Slurm job array under launcher=slurm, a process pool locally (
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from qwen_hpc.config.schema import QwenConfig
-from qwen_hpc.stages.base import StageContext, StageResult
+from qwen_hpc.stages.base import StageContext, StageResult, data_root
 
 NAME = "data"
 DESCRIPTION = "curate text: filters, language ID, quality model, exact + MinHash dedup, decontamination, mixture"
 CONFIG_KEYS = ("data",)
 UPSTREAM: tuple[str, ...] = ()
 DISTRIBUTED = False
-
-
-def data_root(cfg: QwenConfig) -> Path:
-    """Where the evaluation sets are: QWEN_HPC_DATA_ROOT if set, else run.data_root."""
-    return Path(os.environ.get("QWEN_HPC_DATA_ROOT") or cfg.run.data_root)
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:

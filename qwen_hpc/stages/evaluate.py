@@ -17,21 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from qwen_hpc.config.schema import QwenConfig
-from qwen_hpc.stages.base import StageContext, StageResult
+from qwen_hpc.stages.base import StageContext, StageResult, data_root
 
 NAME = "evaluate"
 DESCRIPTION = "validation perplexity + the benchmark suite (MMLU, C-Eval, CMMLU, GSM8K, MATH, HumanEval, MBPP, BBH)"
 CONFIG_KEYS = ("evaluate",)
-UPSTREAM = ("tokenizer", "pretrain")
+UPSTREAM = ("tokenizer", "tokens", "pretrain")  # vocabulary, blend (perplexity), checkpoint
 DISTRIBUTED = True
 
 log = logging.getLogger(__name__)
-
-
-def data_root(cfg: QwenConfig) -> Path:
-    from qwen_hpc.stages.data import data_root as root
-
-    return root(cfg)
 
 
 def benchmark_tasks(cfg: QwenConfig, max_length: int | None = None) -> tuple[list[Any], dict[str, str]]:
@@ -80,35 +74,34 @@ def _external(path: Path) -> bool:
 
 def _open_model(cfg: QwenConfig, ctx: StageContext) -> tuple[Any, Any, Any, str]:
     """(model, tokenizer, ModelConfig, source). Call inside `single_process_megatron()`."""
+    from qwen_hpc import outputs
     from qwen_hpc.inference.loading import open_model, open_model_config
     from qwen_hpc.interop.hf_checkpoint import load_model, resolve_checkpoint
-    from qwen_hpc.tokenizer.encoding import TokenizerFiles
 
-    path = Path(cfg.evaluate.checkpoint or ctx.stage_path("pretrain") / "checkpoints")
+    path = Path(cfg.evaluate.checkpoint or outputs.checkpoints_dir(ctx.stage_path("pretrain")))
     if _external(path):
         model, tokenizer = open_model(path)
         return model, tokenizer, open_model_config(path), str(path)
-    tok_dir = ctx.stage_path("tokenizer")
-    tokenizer = TokenizerFiles(tok_dir / f"{cfg.tokenizer.name}.tiktoken", tok_dir / "special_tokens.json").load()
+    tokenizer = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name).load()
     resolved = resolve_checkpoint(path)
     return load_model(resolved, cfg.model), tokenizer, cfg.model, str(resolved)
 
 
 def _perplexity(cfg: QwenConfig, ctx: StageContext) -> dict[str, float] | None:
+    from qwen_hpc import outputs
     from qwen_hpc.evaluation.perplexity import validation_perplexity
-    from qwen_hpc.stages.tokens import read_blend
 
     if cfg.evaluate.checkpoint and _external(Path(cfg.evaluate.checkpoint)):
         log.warning("perplexity needs a checkpoint of the pretraining layout: skipped for %s", cfg.evaluate.checkpoint)
         return None
-    blend, eod_id, n_vocab = read_blend(ctx.stage_path("tokens"))
+    tokens = outputs.read_blend(ctx.stage_path("tokens"))
     return validation_perplexity(
         cfg.model,
         cfg.pretrain.train,
-        blend,
-        eod_id=eod_id,
-        n_vocab=n_vocab,
-        checkpoint_dir=Path(cfg.evaluate.checkpoint or ctx.stage_path("pretrain") / "checkpoints"),
+        tokens.pairs,
+        eod_id=tokens.eod_id,
+        n_vocab=tokens.n_vocab,
+        checkpoint_dir=Path(cfg.evaluate.checkpoint or outputs.checkpoints_dir(ctx.stage_path("pretrain"))),
         eval_iters=cfg.evaluate.eval_iters,
         micro_batch_size=cfg.evaluate.micro_batch_size,
         index_cache_dir=ctx.stage_dir / "index_cache",

@@ -20,16 +20,13 @@ DISTRIBUTED = False
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+    from qwen_hpc import outputs
     from qwen_hpc.interop.hf_checkpoint import export_checkpoint
-    from qwen_hpc.tokenizer.encoding import TokenizerFiles
     from qwen_hpc.utils.io import write_json
 
-    checkpoint = Path(cfg.export_hf.checkpoint or ctx.stage_path("pretrain") / "checkpoints")
+    checkpoint = Path(cfg.export_hf.checkpoint or outputs.checkpoints_dir(ctx.stage_path("pretrain")))
     output = Path(cfg.export_hf.output or ctx.stage_dir / "hf")
-    tok_dir = ctx.stage_path("tokenizer")
-    tokenizer = TokenizerFiles(
-        tok_dir / f"{cfg.tokenizer.name}.tiktoken", tok_dir / "special_tokens.json"
-    ).load()
+    tokenizer = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name).load()
     info = export_checkpoint(checkpoint, output, cfg.model, tokenizer, dtype=cfg.export_hf.dtype)
     write_json(ctx.stage_dir / "export.json", {**info, "output": str(output)})
     ctx.tracker.log({"export/parameters": info["parameters"]})

@@ -32,9 +32,10 @@ def _open_model(cfg: QwenConfig, ctx: StageContext, n_vocab: int) -> tuple[Any, 
     """(model, its ModelConfig, where it came from). Call inside `single_process_megatron()`."""
     from qwen_hpc.inference.loading import open_model, open_model_config
     from qwen_hpc.interop.hf_checkpoint import load_model, resolve_checkpoint
+    from qwen_hpc.outputs import checkpoints_dir
 
     if not cfg.long_context.checkpoint:
-        path = resolve_checkpoint(ctx.stage_path("pretrain") / "checkpoints")
+        path = resolve_checkpoint(checkpoints_dir(ctx.stage_path("pretrain")))
         return load_model(path, cfg.model), cfg.model, str(path)
     path = Path(cfg.long_context.checkpoint)
     model, tokenizer = open_model(path)
@@ -47,23 +48,22 @@ def _open_model(cfg: QwenConfig, ctx: StageContext, n_vocab: int) -> tuple[Any, 
 
 
 def _read_cells(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    from qwen_hpc.report.html import read_jsonl
+    from qwen_hpc.utils.io import read_jsonl
 
-    if not path.is_file():
-        return {}
     return {(r["setting"], int(r["length"])): r for r in read_jsonl(path)}
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+    from qwen_hpc import outputs
     from qwen_hpc.evaluation.long_context import LengthScore, held_out_documents, score_length, table_markdown
     from qwen_hpc.model.long_context import setting_config
     from qwen_hpc.parallel import single_process_megatron
     from qwen_hpc.report.plots import perplexity_vs_length_png
-    from qwen_hpc.stages.tokens import read_blend
     from qwen_hpc.utils.io import append_jsonl, write_bytes, write_json, write_text
 
     lc = cfg.long_context
-    blend, _, n_vocab = read_blend(ctx.stage_path("tokens"))
+    tokens = outputs.read_blend(ctx.stage_path("tokens"))
+    n_vocab = tokens.n_vocab
     cells_path = ctx.stage_dir / CELLS
     done = _read_cells(cells_path)
     with single_process_megatron(seed=cfg.run.seed):
@@ -71,7 +71,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         train_length = model_cfg.seq_length
         lengths = sorted({max(2, round(x * train_length)) for x in lc.lengths})
         documents = held_out_documents(
-            [prefix for prefix, _ in blend],
+            [prefix for prefix, _ in tokens.pairs],
             cfg.pretrain.train.split,
             lc.held_out,
             max(lengths) + 1,

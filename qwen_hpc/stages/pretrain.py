@@ -27,12 +27,13 @@ def progress(stage_dir: Path) -> int | None:
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.stages.tokens import read_blend
+    from qwen_hpc import outputs
     from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
     from qwen_hpc.utils.hashing import hash_obj
 
-    blend, eod_id, n_vocab = read_blend(ctx.stage_path("tokens"))
+    tokens = outputs.read_blend(ctx.stage_path("tokens"))
+    blend, eod_id, n_vocab = tokens.pairs, tokens.eod_id, tokens.n_vocab
     # GPTDataset's index caches: their own single-process CPU step, before distributed training starts
     cache_dir = ctx.stage_dir / "index_cache"
     prepare_index_caches(
@@ -69,4 +70,5 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         // (cfg.pretrain.train.tensor_model_parallel_size * cfg.pretrain.train.pipeline_model_parallel_size),
     }
     metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
-    return StageResult(result.status, metrics=metrics, outputs={"checkpoint": str(result.checkpoint)})
+    recorded = {"checkpoints": str(outputs.checkpoints_dir(ctx.stage_dir)), "checkpoint": str(result.checkpoint)}
+    return StageResult(result.status, metrics=metrics, outputs=recorded)

@@ -13,23 +13,16 @@ DISTRIBUTED = False
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.report.html import read_jsonl, render
+    from qwen_hpc import outputs
+    from qwen_hpc.report.html import render
     from qwen_hpc.report.plots import loss_curve_png
-    from qwen_hpc.stages.base import MARKER
     from qwen_hpc.utils.io import read_json, write_bytes, write_text
 
     rows = []
     for stage in UPSTREAM:
-        marker = read_json(ctx.stage_path(stage) / MARKER)
-        rows.append(
-            {
-                "stage": stage,
-                "status": "completed",
-                "wall_s": marker.get("wall_s"),
-                "metrics": marker.get("metrics", {}),
-            }
-        )
-    records = read_jsonl(ctx.stage_path("pretrain") / "metrics.jsonl")
+        marker = outputs.read_marker(ctx.stage_path(stage))
+        rows.append({"stage": stage, "status": "completed", "wall_s": marker.wall_s, "metrics": marker.metrics})
+    records = outputs.read_metrics(ctx.stage_path("pretrain"))
     train = _latest_per_step(records, "loss")
     val = _latest_per_step(records, "val_loss")
     png = loss_curve_png(
@@ -37,7 +30,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     )
     write_bytes(ctx.stage_dir / "loss.png", png)
     plots = {"pretraining loss": png}
-    sft_records = read_jsonl(ctx.stage_path("sft") / "metrics.jsonl")
+    sft_records = outputs.read_metrics(ctx.stage_path("sft"))
     sft_train, sft_val = _latest_per_step(sft_records, "loss"), _latest_per_step(sft_records, "val_loss")
     if sft_train:
         plots["SFT loss (mean over supervised tokens, Qwen §3.1)"] = loss_curve_png(

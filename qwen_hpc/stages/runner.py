@@ -12,9 +12,8 @@ from typing import Any
 
 from qwen_hpc.config.compose import to_typed
 from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.outputs import MARKER, STARTED
 from qwen_hpc.stages.base import (
-    MARKER,
-    STARTED,
     StageContext,
     StageModule,
     StageResult,
@@ -145,6 +144,7 @@ def run_stage(
                 inputs=inputs,
                 metrics=result.metrics,
                 started_at=started,
+                outputs=result.outputs,
             )
     finally:
         tracker.close()

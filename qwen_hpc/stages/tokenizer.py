@@ -22,6 +22,7 @@ COMPRESSION_PNG = "compression.png"
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     import time
 
+    from qwen_hpc import outputs
     from qwen_hpc.data.manifest import iter_texts
     from qwen_hpc.tokenizer.build import build_tokenizer
     from qwen_hpc.tokenizer.config import resolve_path
@@ -29,7 +30,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.utils.io import read_json, write_bytes
 
     tk = cfg.tokenizer
-    manifest = ctx.stage_path("data") / "manifest.json"
+    sources, text_key = outputs.read_manifest(ctx.stage_path("data"))
+    manifest = outputs.manifest_path(ctx.stage_path("data"))
     start = time.perf_counter()
     texts = None if tk.kind == "load" else iter_texts(manifest, tk.max_train_chars)
     tokenizer = build_tokenizer(tk, texts=texts)
@@ -49,8 +51,9 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         skipped[f"reference {tk.reference}"] = "not among the compared tokenizers: ours is the reference"
     report = compression_report(
         tokenizer,
-        manifest,
+        {s.name: s.shards for s in sources},
         ctx.stage_dir / COMPRESSION_JSON,
+        text_key=text_key,
         max_docs_per_source=tk.compression_max_docs,
         compare=compare,
         reference=reference,

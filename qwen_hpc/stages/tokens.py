@@ -29,7 +29,6 @@ CONFIG_KEYS = ("tokens",)
 UPSTREAM = ("data", "tokenizer")
 DISTRIBUTED = False
 
-BLEND_FILE = "blend.json"
 PARTS_DIR = "parts"
 
 
@@ -37,10 +36,9 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     import shutil
     import time
 
-    from qwen_hpc.data.manifest import read_manifest
+    from qwen_hpc import outputs
     from qwen_hpc.launch.array import array_map
     from qwen_hpc.launch.submit import effective_launcher
-    from qwen_hpc.tokenizer.encoding import TokenizerFiles
     from qwen_hpc.tokenizer.indexed import (
         cached_tokenizer,
         encode_shard_task,
@@ -51,12 +49,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     )
     from qwen_hpc.utils.io import write_json
 
-    tok_dir = ctx.stage_path("tokenizer")
-    files = TokenizerFiles(tok_dir / f"{cfg.tokenizer.name}.tiktoken", tok_dir / "special_tokens.json")
-    for path in (files.ranks, files.special_tokens):
-        if not path.is_file():  # before any task is handed out
-            raise FileNotFoundError(f"tokenizer file {path} does not exist (run the tokenizer stage)")
-    sources, text_key = read_manifest(ctx.stage_path("data") / "manifest.json")
+    files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)  # before any task
+    sources, text_key = outputs.read_manifest(ctx.stage_path("data"))
     tasks = {
         s.name: plan_shard_tasks(
             s.shards, ctx.stage_dir / PARTS_DIR / s.name, text_key, files, append_eod=cfg.tokens.append_eod
@@ -103,7 +97,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     for e in entries:
         e["weight"] = e["tokens"] * e["upsample"] / total
     write_json(
-        ctx.stage_dir / BLEND_FILE,
+        ctx.stage_dir / outputs.BLEND,
         {
             "sources": entries,
             "eod_id": tokenizer.eod_id,
@@ -113,7 +107,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         },
     )
     ctx.tracker.log(metrics)
-    return StageResult("completed", metrics=metrics, outputs={"blend": str(ctx.stage_dir / BLEND_FILE)})
+    return StageResult("completed", metrics=metrics, outputs={"blend": str(ctx.stage_dir / outputs.BLEND)})
 
 
 def _map_largest_first(mapper: Any, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
@@ -126,15 +120,3 @@ def _map_largest_first(mapper: Any, fn: Callable[[Any], Any], tasks: list[Any]) 
         results[i] = result
     return results
 
-
-def read_blend(tokens_dir) -> tuple[list[tuple[str, float]], int, int]:
-    """(prefix, weight) pairs with absolute prefixes, the eod id and the tokenizer's n_vocab."""
-    from pathlib import Path
-
-    from qwen_hpc.utils.io import read_json
-
-    blend = read_json(Path(tokens_dir) / BLEND_FILE)
-    pairs = [
-        (str(Path(tokens_dir) / e["prefix"]), float(e["weight"])) for e in blend["sources"] if e["tokens"]
-    ]
-    return pairs, int(blend["eod_id"]), int(blend["n_vocab"])

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qwen_hpc.data.manifest import read_manifest
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 from qwen_hpc.tokenizer.extend import is_multi_digit_token
 from qwen_hpc.tokenizer.indexed import iter_jsonl_texts
@@ -56,25 +55,26 @@ def load_comparison(path: str | os.PathLike[str]) -> QwenTokenizer:
 
 def compression_report(
     tokenizer: QwenTokenizer,
-    manifest_path: str | os.PathLike[str],
+    sources: Mapping[str, Sequence[str | os.PathLike[str]]],
     out_path: str | os.PathLike[str] | None = None,
     *,
+    text_key: str = "text",
     max_docs_per_source: int = 2000,
     compare: Mapping[str, QwenTokenizer] | None = None,
     reference: str | None = None,
     skipped: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
-    """Chars per token of `tokenizer` for each manifest source; the full report goes to `out_path`.
+    """Chars per token of `tokenizer` for each source (name -> its JSONL shards, as the data stage's
+    manifest lists them); the full report goes to `out_path`.
 
     The JSON holds, per tokenizer (ours under its encoding name, then `compare` by name) and source, the
     stats of `compression_stats`, and `relative[name][source]` = its tokens / the reference's tokens on
     the same documents (Figure 3's quantity). `skipped` (name -> reason) is recorded as given.
     """
-    sources, text_key = read_manifest(Path(manifest_path))
     texts: dict[str, list[str]] = {}
-    for source in sources:
-        docs = (text for shard in source.shards for text in iter_jsonl_texts(shard, text_key))
-        texts[source.name] = list(itertools.islice(docs, max_docs_per_source))
+    for name, shards in sources.items():
+        docs = (text for shard in shards for text in iter_jsonl_texts(shard, text_key))
+        texts[name] = list(itertools.islice(docs, max_docs_per_source))
     ours = tokenizer.encoding.name
     tokenizers = {ours: tokenizer, **{k: v for k, v in (compare or {}).items() if k != ours}}
     ref = reference or ours

@@ -105,3 +105,19 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line)
         fh.flush()
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of a JSONL file ([] if absent); a line cut short by a killed job is skipped, so a
+    partly written log (metrics, resumable cells) never stops its reader."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records

@@ -28,7 +28,8 @@ def test_compression_report(tmp_path, tiny_tokenizer):
     (data / "manifest.json").write_text(json.dumps(manifest))
 
     out = tmp_path / "tok" / "compression.json"
-    report = compression_report(tiny_tokenizer, data / "manifest.json", out, max_docs_per_source=7)
+    shards = {entry["name"]: [data / s for s in entry["shards"]] for entry in manifest["sources"]}
+    report = compression_report(tiny_tokenizer, shards, out, max_docs_per_source=7)
     assert set(report) == {"en", "zh", "code"}
     details = json.loads(out.read_text())["sources"]
     assert details["zh"]["documents"] == 7  # capped, across both shards

@@ -15,5 +15,12 @@ def marker(stage):
     return f"{RUNS}/{RUN_NAME}/{stage}/_SUCCESS.json"
 
 
+def upstream(stage):
+    """The markers of the stages `stage` reads: its module's UPSTREAM, so the DAG and the code are one fact."""
+    from qwen_hpc.stages.registry import get_stage
+
+    return [marker(name) for name in get_stage(stage).UPSTREAM]
+
+
 def stage_log(stage):
     return f"{RUNS}/{RUN_NAME}/logs/{stage}.log"

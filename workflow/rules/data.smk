@@ -1,4 +1,6 @@
 rule data:
+    input:
+        upstream("data"),
     output:
         marker=marker("data"),
     log:

@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        rules.pretrain.output.marker,
+        upstream("evaluate"),
     output:
         marker=marker("evaluate"),
     log:

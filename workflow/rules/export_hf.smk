@@ -1,7 +1,6 @@
 rule export_hf:
     input:
-        rules.pretrain.output.marker,
-        rules.tokenizer.output.marker,
+        upstream("export_hf"),
     output:
         marker=marker("export_hf"),
     log:

@@ -1,6 +1,8 @@
 # Not part of `rule all`: run it on demand, e.g.
 #   snakemake --cores 2 import_hf --config overrides="import_hf.hf_path=/path/to/hf_folder"
 rule import_hf:
+    input:
+        upstream("import_hf"),
     output:
         marker=marker("import_hf"),
     log:

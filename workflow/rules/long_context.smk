@@ -1,7 +1,6 @@
 rule long_context:
     input:
-        rules.tokens.output.marker,
-        rules.pretrain.output.marker,
+        upstream("long_context"),
     output:
         marker=marker("long_context"),
     log:

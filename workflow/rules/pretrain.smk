@@ -1,6 +1,6 @@
 rule pretrain:
     input:
-        rules.tokens.output.marker,
+        upstream("pretrain"),
     output:
         marker=marker("pretrain"),
     log:

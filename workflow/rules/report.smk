@@ -1,12 +1,6 @@
 rule report:
     input:
-        rules.data.output.marker,
-        rules.tokenizer.output.marker,
-        rules.tokens.output.marker,
-        rules.pretrain.output.marker,
-        rules.evaluate.output.marker,
-        rules.long_context.output.marker,
-        rules.sft.output.marker,
+        upstream("report"),
     output:
         marker=marker("report"),
     log:

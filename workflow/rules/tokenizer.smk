@@ -1,6 +1,6 @@
 rule tokenizer:
     input:
-        rules.data.output.marker,
+        upstream("tokenizer"),
     output:
         marker=marker("tokenizer"),
     log:

@@ -1,7 +1,6 @@
 rule tokens:
     input:
-        rules.data.output.marker,
-        rules.tokenizer.output.marker,
+        upstream("tokens"),
     output:
         marker=marker("tokens"),
     log:
