@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from qwen_hpc.config.compose import ConfigError, load
+from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.registry import COMMAND_ALIASES, STAGE_NAMES, UnknownStageError, descriptions
 
 # exit statuses (README, "Preemption"): 3 = saved after a signal, rerun/requeue resumes; 4 = the stage's
@@ -84,11 +85,13 @@ def _stage_short_forms(stage: str, overrides: list[str]) -> list[str]:
     return out
 
 
-def _absolutize(plain: dict) -> None:
-    """Jobs may start in another directory: pin every run path to where the user invoked us."""
+def _absolutize(plain: dict, typed: QwenConfig) -> None:
+    """Jobs may start in another directory: pin every run path to where the user invoked us (in the
+    plain config a job receives and in this process's typed one alike)."""
     run = plain["run"]
     for key in ("root", "data_root"):
         run[key] = str(Path(run[key]).expanduser().resolve())
+        setattr(typed.run, key, run[key])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(OmegaConf.to_yaml(plain), end="")
         return EXIT_OK
-    _absolutize(plain)
+    _absolutize(plain, typed)
     if command == "validate":
         print(json.dumps({"config": "ok", "experiment": typed.run.name, "launcher": typed.launcher.kind}))
         return EXIT_OK
-    return _dispatch(command, plain)
+    return _dispatch(command, plain, typed)
 
 
 def _describe(overrides: list[str]) -> int:
@@ -146,8 +149,8 @@ def _describe(overrides: list[str]) -> int:
     return EXIT_OK
 
 
-def _dispatch(stage: str, plain: dict) -> int:
-    from qwen_hpc.config.compose import to_typed
+def _dispatch(stage: str, plain: dict, cfg: QwenConfig) -> int:
+    from qwen_hpc.config.compose import typed_config
     from qwen_hpc.launch import ownership
     from qwen_hpc.launch.job import StagePreempted, task_rank
     from qwen_hpc.launch.submit import StageCancelled, effective_launcher, run_inline, submit_and_wait
@@ -156,7 +159,7 @@ def _dispatch(stage: str, plain: dict) -> int:
     from qwen_hpc.stages.runner import StageInputError, check_ready
 
     log = logging.getLogger("qwen_hpc.cli")
-    cfg = to_typed(plain)
+    typed_config(plain, cfg)  # the debug launcher runs the stage in this process: it reuses this one
     try:
         preflight(stage, cfg)
         up_to_date, lineage = check_ready(stage, plain, cfg)

@@ -7,6 +7,7 @@ without Hydra changing directories, creating `outputs/` folders or taking over l
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,21 @@ def _reject_unknown_keys(node: Any, path: str) -> None:
     elif isinstance(node, ListConfig):
         for i in range(len(node)):
             _reject_unknown_keys(node._get_node(i), f"{path}[{i}]")
+
+
+_TYPED: dict[str, QwenConfig] = {}
+
+
+def typed_config(plain: dict[str, Any], typed: QwenConfig | None = None) -> QwenConfig:
+    """The typed config of a plain one, built once per process: later calls with the same content return
+    the same object. `typed` records one already built for `plain` (the CLI validated it before running
+    the stage in the same process)."""
+    key = json.dumps(plain, sort_keys=True, default=str)
+    if typed is not None:
+        _TYPED[key] = typed
+    if key not in _TYPED:
+        _TYPED[key] = to_typed(plain)
+    return _TYPED[key]
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 Typed with dataclasses so that OmegaConf rejects unknown keys and wrong types at composition time, and
 `__post_init__` rejects impossible values when the tree becomes Python objects (`to_object`).
+
+One home for each default: the dataclasses (here and the domain configs they reuse). The stage files in
+`config/stage/` restate those defaults with comments for the reader; tests/config/test_defaults.py keeps
+the two equal. A process builds its typed config once (`compose.typed_config`) and hands stages only that.
 """
 
 from __future__ import annotations

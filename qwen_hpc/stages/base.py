@@ -54,7 +54,7 @@ class StageContext:
     should_stop: Callable[[], bool] = lambda: False
     rank: int = 0
     world_size: int = 1
-    plain_config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""  # hash of the config sections that decide this stage's output (see config_hash)
 
     def stage_path(self, stage: str) -> Path:
         return self.run_dir / stage

@@ -30,7 +30,6 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
     from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
-    from qwen_hpc.utils.hashing import hash_obj
 
     tokens = outputs.read_blend(ctx.stage_path("tokens"))
     blend, eod_id, n_vocab = tokens.pairs, tokens.eod_id, tokens.n_vocab
@@ -41,7 +40,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     )
     wandb_id_file = ctx.stage_dir / "wandb_run_id"
     extra = {
-        "config_hash": hash_obj({key: ctx.plain_config.get(key) for key in CONFIG_KEYS}),
+        "config_hash": ctx.config_hash,
         "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
     }
     result = pretrain(

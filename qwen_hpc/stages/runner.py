@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qwen_hpc.config.compose import to_typed
+from qwen_hpc.config.compose import typed_config
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.outputs import MARKER, STARTED
 from qwen_hpc.stages.base import (
@@ -91,7 +91,7 @@ def _job_rank() -> int:
 def run_stage(
     stage: str, plain: dict[str, Any], *, should_stop: Callable[[], bool] = lambda: False
 ) -> StageResult:
-    cfg = to_typed(plain)
+    cfg = typed_config(plain)
     module = get_stage(stage)
     sdir = stage_dir(cfg, stage)
     cfg_hash, lin, inputs = _current_lineage(module, cfg, plain)
@@ -130,7 +130,7 @@ def run_stage(
         should_stop=should_stop,
         rank=rank,
         world_size=world_size,
-        plain_config=plain,
+        config_hash=cfg_hash,
     )
     try:
         result = module.run(cfg, ctx)

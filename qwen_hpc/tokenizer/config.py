@@ -32,7 +32,8 @@ class TokenizerConfig:
     drop_multi_digit: kind=extend drops every 2-/3-digit ASCII number token first, as Qwen did.
     compare_ranks: more .tiktoken files the compression report measures beside ours (missing files are
     skipped and listed in the report); reference: the tokenizer (file stem, or `name` for ours) whose
-    token counts the others are divided by, as XLM-R is in the paper's Figure 3 ("" = ours).
+    token counts the others are divided by, as XLM-R is in the paper's Figure 3 ("" = ours; a reference
+    that is not among the compared files falls back to ours, noted in the report).
     Relative paths are tried under the working directory, then under the shared folder
     ($QWEN_HPC_SHARED_ROOT, default: the folder `shared` beside the repository).
     """
@@ -45,8 +46,10 @@ class TokenizerConfig:
     engine: str = "auto"
     ranks_file: str = ""
     drop_multi_digit: bool = True
-    compare_ranks: list[str] = field(default_factory=list)
-    reference: str = ""
+    compare_ranks: list[str] = field(
+        default_factory=lambda: ["tokenizers/cl100k_base.tiktoken", "tokenizers/qwen.tiktoken"]
+    )
+    reference: str = "cl100k_base"
     compression_max_docs: int = 2000
 
     def __post_init__(self) -> None:

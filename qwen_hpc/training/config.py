@@ -78,7 +78,7 @@ class OptimizerConfig:
 
 @dataclass
 class TrainConfig:
-    train_iters: int = 200
+    train_iters: int = 300
     micro_batch_size: int = 8
     global_batch_size: int = 8
     tensor_model_parallel_size: int = 1

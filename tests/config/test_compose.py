@@ -100,3 +100,18 @@ def test_help_lists_every_stage() -> None:
     lines = proc.stdout.splitlines()
     for stage in STAGE_NAMES:
         assert any(line.strip().startswith(stage + " ") for line in lines), stage
+
+
+def test_the_typed_config_is_built_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from qwen_hpc.config import compose
+
+    plain, typed = load(["run.name=once", "pretrain.train.train_iters=7"])
+    built = []
+    monkeypatch.setattr(compose, "to_typed", lambda p: built.append(p) or typed)
+    first = compose.typed_config(plain)
+    assert compose.typed_config(copy.deepcopy(plain)) is first  # same content: the same object
+    assert len(built) == 1 and first.pretrain.train.train_iters == 7
+    other = {**plain, "run": {**plain["run"], "name": "twice"}}
+    assert compose.typed_config(other, typed) is typed and len(built) == 1  # recorded, not rebuilt
