@@ -25,8 +25,3 @@ class ResourceOverrides:
 
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
-
-@dataclass
-class StageBase:
-    resources: ResourceOverrides

@@ -61,7 +61,3 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.request(signum)
-
-
-def never_stop() -> bool:
-    return False

@@ -106,13 +106,6 @@ class QwenTokenizer:
     # ------------------------------------------------------------------ construction and saving
 
     @classmethod
-    def from_ranks(
-        cls, ranks: Mapping[bytes, int], num_extra_special: int = NUM_EXTRA_SPECIAL, name: str = "qwen"
-    ) -> QwenTokenizer:
-        """A trained (or loaded) ranks table plus Qwen's special-token layout right after it."""
-        return cls(ranks, None, num_extra_special=num_extra_special, name=name)
-
-    @classmethod
     def from_files(
         cls,
         ranks_path: str | os.PathLike[str],

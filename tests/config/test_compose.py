@@ -115,3 +115,14 @@ def test_the_typed_config_is_built_once_per_process(monkeypatch: pytest.MonkeyPa
     assert len(built) == 1 and first.pretrain.train.train_iters == 7
     other = {**plain, "run": {**plain["run"], "name": "twice"}}
     assert compose.typed_config(other, typed) is typed and len(built) == 1  # recorded, not rebuilt
+
+
+def test_python_dash_m_qwen_hpc_is_the_qwen_hpc_command() -> None:
+    import sys
+
+    from tests.conftest import REPO, child_env
+
+    proc = subprocess.run([sys.executable, "-m", "qwen_hpc", "validate", "run.name=viam", "logger=none"],
+                          cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert '"experiment": "viam"' in proc.stdout
