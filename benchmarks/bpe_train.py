@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from qwen_hpc.tokenizer.indexed import iter_jsonl_texts
 from qwen_hpc.tokenizer.pattern import QWEN_PAT_STR
 from qwen_hpc.tokenizer.train import available_engines, cap_chars, train_bpe
 
@@ -63,12 +64,12 @@ def bundle_docs(root: Path) -> Iterator[str]:
 
 
 def file_docs(paths: list[str], key: str) -> Iterator[str]:
+    """The texts of .jsonl files (through the product's JSONL reader) or whole text files."""
     for p in paths:
-        with open(p, encoding="utf-8") as fh:
-            if p.endswith(".jsonl"):
-                yield from (json.loads(line)[key] for line in fh if line.strip())
-            else:
-                yield fh.read()
+        if p.endswith(".jsonl"):
+            yield from iter_jsonl_texts(p, key)
+        else:
+            yield Path(p).read_text(encoding="utf-8")
 
 
 def embedded_docs(max_chars_per_source: int) -> Iterator[str]:
@@ -82,8 +83,7 @@ def embedded_docs(max_chars_per_source: int) -> Iterator[str]:
         for name in ("code", "prose"):
             path = Path(tmp) / f"{name}.jsonl"
             if path.is_file():
-                with open(path, encoding="utf-8") as fh:
-                    yield from (json.loads(line)["text"] for line in fh if line.strip())
+                yield from iter_jsonl_texts(path, "text")
         del sources
 
 

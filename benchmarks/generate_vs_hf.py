@@ -39,25 +39,23 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     from qwen_hpc.inference.generate import Generator, SamplingConfig
     from qwen_hpc.interop.hf_checkpoint import model_from_state, single_process_megatron
-    from qwen_hpc.model.hf_convert import hf_to_megatron, model_config_from_hf
+    from qwen_hpc.model.config import ModelConfig
+    from qwen_hpc.model.hf_convert import hf_to_megatron, model_config_from_hf, qwen2_config
 
     torch.manual_seed(0)
     ffn = -(-8 * args.hidden // 3 // 128) * 128
-    config = Qwen2Config(
-        vocab_size=args.vocab,
+    shape = ModelConfig(
+        num_layers=args.layers,
         hidden_size=args.hidden,
-        intermediate_size=ffn,
-        num_hidden_layers=args.layers,
         num_attention_heads=args.heads,
-        num_key_value_heads=args.heads,
-        max_position_embeddings=args.prompt_len + args.new_tokens,
-        tie_word_embeddings=False,
-        initializer_range=0.1,
+        ffn_hidden_size=ffn,
+        seq_length=args.prompt_len + args.new_tokens,
     )
+    config = qwen2_config(shape, args.vocab, initializer_range=0.1)
     hf = Qwen2ForCausalLM(config).eval()
     prompts = torch.randint(0, args.vocab, (args.batch, args.prompt_len)).tolist()
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import time
+from typing import Any
 
 import torch
 
@@ -40,6 +41,20 @@ def batches(args: argparse.Namespace, seed: int = 0):
         yield tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
 
+def bench_model(args: argparse.Namespace) -> Any:
+    """The one model shape both sides build (ours from it, HF through `qwen2_config`)."""
+    from qwen_hpc.model.config import ModelConfig
+
+    return ModelConfig(
+        name="bench",
+        num_layers=args.layers,
+        hidden_size=args.hidden,
+        num_attention_heads=args.heads,
+        ffn_hidden_size=args.ffn,
+        seq_length=args.seq,
+    )
+
+
 class Ours:
     """The training step `pretrain` runs: GPTModel + Megatron DDP + Megatron optimizer + schedule."""
 
@@ -49,21 +64,13 @@ class Ours:
 
         from qwen_hpc.compat.megatron_cpu import cpu_shims
         from qwen_hpc.launch.distributed import ensure_process_group
-        from qwen_hpc.model.config import ModelConfig
         from qwen_hpc.training.config import OptimizerConfig, TrainConfig
         from qwen_hpc.training.loop import _build_optimizer, build_training_model
         from qwen_hpc.training.step import StepContext, causal_mask
 
         self.shims = cpu_shims
         ensure_process_group("gloo")
-        self.model_cfg = ModelConfig(
-            name="bench",
-            num_layers=args.layers,
-            hidden_size=args.hidden,
-            num_attention_heads=args.heads,
-            ffn_hidden_size=args.ffn,
-            seq_length=args.seq,
-        )
+        self.model_cfg = bench_model(args)
         train = TrainConfig(
             train_iters=10**6, micro_batch_size=args.batch, global_batch_size=args.batch, precision="fp32"
         )
@@ -109,21 +116,11 @@ class HF:
     """transformers' Qwen2ForCausalLM (sdpa attention), torch AdamW, the same hyper-parameters."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from transformers import Qwen2Config, Qwen2ForCausalLM
+        from transformers import Qwen2ForCausalLM
 
-        config = Qwen2Config(
-            vocab_size=args.vocab,
-            hidden_size=args.hidden,
-            intermediate_size=args.ffn,
-            num_hidden_layers=args.layers,
-            num_attention_heads=args.heads,
-            num_key_value_heads=args.heads,
-            max_position_embeddings=args.seq,
-            rms_norm_eps=1e-6,
-            rope_theta=10000.0,
-            tie_word_embeddings=False,
-            attention_dropout=0.0,
-        )
+        from qwen_hpc.model.hf_convert import qwen2_config
+
+        config = qwen2_config(bench_model(args), args.vocab)
         config._attn_implementation = "sdpa"
         torch.manual_seed(0)
         self.model = Qwen2ForCausalLM(config).train()

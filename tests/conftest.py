@@ -33,6 +33,21 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def shared_vocabulary(file_name: str) -> Path:
+    """`<shared>/tokenizers/<file_name>` (e.g. qwen.tiktoken, cl100k_base.tiktoken), or skip the test saying
+    where it was looked for: the one "find the vocabulary or skip" of the suite."""
+    path = SHARED / "tokenizers" / file_name
+    if not path.is_file():
+        pytest.skip(f"{file_name} not found at {path} (set QWEN_HPC_SHARED_ROOT to the shared folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen_tiktoken_path() -> Path:
+    """The official Qwen vocabulary (qwen.tiktoken), or skip."""
+    return shared_vocabulary("qwen.tiktoken")
+
+
 def run_qwen(args: list[str], *, cwd: Path | None = None, timeout: float = 900,
              check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([*QWEN, *args], cwd=cwd or REPO, env=child_env(), capture_output=True, text=True,

@@ -199,6 +199,17 @@ def _long_context_from_hf(config: Mapping[str, Any]) -> LongContextConfig:
     )
 
 
+def qwen2_config(cfg: ModelConfig, vocab_rows: int, **overrides: Any) -> Any:
+    """A `transformers.Qwen2Config` with the shapes of `cfg` (the keys of `hf_config`, no special-token
+    ids), `overrides` on top: what tests and benchmarks build random HF models from."""
+    from transformers import Qwen2Config
+
+    keys = hf_config(cfg, vocab_rows, eod_id=0, im_end_id=0)
+    for key in ("architectures", "model_type", "qwen_hpc", "torch_dtype", "eos_token_id", "pad_token_id"):
+        keys.pop(key)
+    return Qwen2Config(**{**keys, **overrides})
+
+
 def generation_config(eod_id: int, im_end_id: int, im_start_id: int, max_new_tokens: int = 512) -> dict:
     """Qwen-Chat's released generation defaults (spec §13): stop on <|im_end|>/<|im_start|>/<|endoftext|>."""
     return {

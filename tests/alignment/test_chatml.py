@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,6 @@ from qwen_hpc.alignment.chatml import (
 )
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("QWEN_HPC_SHARED_ROOT", REPO.parent / "shared"))
-
 # a 3-turn conversation (user, assistant, user, assistant, user, assistant) with a system prompt
 CONV = [
     {"role": "system", "content": "Be brief."},
@@ -34,11 +30,8 @@ CONV = [
 
 
 @pytest.fixture(scope="module")
-def qwen() -> QwenTokenizer:
-    path = SHARED / "tokenizers" / "qwen.tiktoken"
-    if not path.is_file():
-        pytest.skip(f"official Qwen vocabulary not found at {path} (set QWEN_HPC_SHARED_ROOT)")
-    return QwenTokenizer.from_files(path)
+def qwen(qwen_tiktoken_path: Path) -> QwenTokenizer:
+    return QwenTokenizer.from_files(qwen_tiktoken_path)
 
 
 @pytest.fixture(scope="module")

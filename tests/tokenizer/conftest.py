@@ -8,17 +8,7 @@ import pytest
 
 from qwen_hpc.tokenizer import QwenTokenizer, train_bpe
 
-from .helpers import corpus_texts, shared_root
-
-
-@pytest.fixture(scope="session")
-def qwen_tiktoken_path() -> Path:
-    path = shared_root() / "tokenizers" / "qwen.tiktoken"
-    if not path.is_file():
-        pytest.skip(
-            f"official Qwen vocabulary not found at {path} (set QWEN_HPC_SHARED_ROOT to the shared folder)"
-        )
-    return path
+from .helpers import corpus_texts
 
 
 @pytest.fixture(scope="session")

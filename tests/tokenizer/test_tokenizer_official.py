@@ -13,6 +13,7 @@ import pytest
 
 from qwen_hpc.tokenizer import TokenizerConfig, build_tokenizer, read_ranks
 from qwen_hpc.tokenizer.extend import drop_multi_digit_tokens, is_multi_digit_token
+from tests.conftest import shared_vocabulary
 
 from .helpers import CHINESE, SAMPLES, shared_root
 
@@ -33,12 +34,7 @@ MULTILINGUAL = {
 
 @pytest.fixture(scope="module")
 def cl100k_path() -> Path:
-    path = shared_root() / "tokenizers" / "cl100k_base.tiktoken"
-    if not path.is_file():
-        pytest.skip(
-            f"cl100k_base vocabulary not found at {path} (set QWEN_HPC_SHARED_ROOT to the shared folder)"
-        )
-    return path
+    return shared_vocabulary("cl100k_base.tiktoken")
 
 
 @pytest.fixture(scope="module")
