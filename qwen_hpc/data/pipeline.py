@@ -59,6 +59,7 @@ from qwen_hpc.data.shard import (
 from qwen_hpc.data.split import plan_file
 from qwen_hpc.data.stats import CurationStats
 from qwen_hpc.data.writer import ShardWriter
+from qwen_hpc.parallel.maps import sequential_map
 from qwen_hpc.utils.hashing import hash_obj
 from qwen_hpc.utils.io import atomic_dir, atomic_path, read_json, write_bytes, write_json
 
@@ -66,10 +67,6 @@ log = logging.getLogger(__name__)
 
 TEXT_KEY = "text"
 MapFn = Callable[[Callable[[ShardTask], Any], Sequence[ShardTask]], list[Any]]
-
-
-def sequential_map(fn: Callable[[ShardTask], Any], items: Sequence[ShardTask]) -> list[Any]:
-    return [fn(item) for item in items]
 
 
 def prepare_sources(cfg: DataConfig, embedded_dir: Path) -> list[SourceConfig]:

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from qwen_hpc.config.launcher import LauncherConfig
-from qwen_hpc.data.pipeline import sequential_map
+from qwen_hpc.parallel.maps import MapFn, sequential_map
 
 log = logging.getLogger(__name__)
-
-MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
-
 
 def process_pool_map(workers: int, *, caller_threads: int = 0) -> MapFn:
     """`fn` over the items by up to `workers` at once, results in item order; hand the items over most

@@ -94,6 +94,14 @@ def _master_port(world_size: int, job_id: str) -> int:
     return PORT_BASE + zlib.crc32(job_id.encode()) % PORT_SPAN
 
 
+def job_rank() -> int:
+    """Global rank of this task, whether or not torch.distributed is up yet."""
+    for var in ("RANK", "SUBMITIT_GLOBAL_ID", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
 def ensure_process_group(backend: str | None = None, timeout_s: int = 600) -> DistInfo:
     """Initialise the default process group once; later calls return the same description."""
     backend = backend or default_backend()

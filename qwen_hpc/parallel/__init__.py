@@ -11,49 +11,48 @@ written once (the role torchtitan's `ParallelDims` and nanochat's `compute_init`
 - `compute_device()`, `comm_device()`, `default_backend()`, `resolve_precision()`, `torch_dtype()`: where
   tensors live and in which precision a run trains;
 - `rank()`, `world_size()`, `barrier()`, `any_rank()`, `all_ranks()`: agreement across ranks that also works
-  in a plain single process with no group at all.
+  in a plain single process with no group at all;
+- `MapFn`, `sequential_map`: the map interface domain code takes for independent work items (the
+  executors that spread them over processes or a Slurm array are the launcher's, `launch/array.py`).
 
 Reading the job environment (rank, rendezvous address, scheduler variables) to join a multi-process
 group is the launcher's job (`qwen_hpc.launch.distributed.ensure_process_group`); this package never reads
 it, so domain packages may import it.
 """
 
-from qwen_hpc.parallel.device import (
-    DTYPES,
-    comm_device,
-    compute_device,
-    default_backend,
-    memory_metrics,
-    params_dtype,
-    resolve_precision,
-    torch_dtype,
-)
-from qwen_hpc.parallel.groups import (
-    all_ranks,
-    any_rank,
-    barrier,
-    model_parallel,
-    rank,
-    single_process_megatron,
-    world_of_one,
-    world_size,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DTYPES",
-    "all_ranks",
-    "any_rank",
-    "barrier",
-    "comm_device",
-    "compute_device",
-    "default_backend",
-    "memory_metrics",
-    "model_parallel",
-    "params_dtype",
-    "rank",
-    "resolve_precision",
-    "single_process_megatron",
-    "torch_dtype",
-    "world_of_one",
-    "world_size",
-]
+import importlib
+from typing import Any
+
+# name -> submodule, imported on first use: `parallel.maps` is imported by data workers, which must not
+# pay for importing torch and Megatron (device, groups) to get `sequential_map`
+_WHERE = {
+    "DTYPES": "device",
+    "comm_device": "device",
+    "compute_device": "device",
+    "default_backend": "device",
+    "memory_metrics": "device",
+    "params_dtype": "device",
+    "resolve_precision": "device",
+    "torch_dtype": "device",
+    "all_ranks": "groups",
+    "any_rank": "groups",
+    "barrier": "groups",
+    "model_parallel": "groups",
+    "rank": "groups",
+    "single_process_megatron": "groups",
+    "world_of_one": "groups",
+    "world_size": "groups",
+    "MapFn": "maps",
+    "sequential_map": "maps",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 
 from qwen_hpc.config.compose import typed_config
 from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.launch.distributed import ensure_process_group, job_rank
 from qwen_hpc.outputs import MARKER, STARTED
 from qwen_hpc.stages.base import (
     StageContext,
@@ -80,14 +80,6 @@ def prepare_stage_dir(stage: str, cfg: QwenConfig, expected_lineage: str) -> Non
         write_json(sdir / STARTED, {"lineage": expected_lineage, "time": time.time()})
 
 
-def _job_rank() -> int:
-    """Global rank of this task, whether or not torch.distributed is up yet."""
-    for var in ("RANK", "SUBMITIT_GLOBAL_ID", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
-        if var in os.environ:
-            return int(os.environ[var])
-    return 0
-
-
 def run_stage(
     stage: str, plain: dict[str, Any], *, should_stop: Callable[[], bool] = lambda: False
 ) -> StageResult:
@@ -99,10 +91,8 @@ def run_stage(
         log.info("stage %s is up to date (%s): nothing to do", stage, sdir / MARKER)
         return StageResult("skipped", metrics=read_json(sdir / MARKER).get("metrics", {}))
 
-    rank, world_size = _job_rank(), 1
+    rank, world_size = job_rank(), 1
     if module.DISTRIBUTED:
-        from qwen_hpc.launch.distributed import ensure_process_group
-
         info = ensure_process_group()
         rank, world_size = info.rank, info.world_size
     elif rank != 0:
