@@ -132,6 +132,7 @@ def slurm_array_map(
             time.sleep(max(0.5, launcher.poll_interval_s))
         return [job.result() for job in jobs]  # raises with the failing task's traceback
 
+    run.runs_elsewhere = True  # type: ignore[attr-defined]  # items run in other jobs (see parallel.maps)
     return run
 
 

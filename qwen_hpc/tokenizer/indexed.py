@@ -10,17 +10,18 @@ Parallel by shard, in two halves that a launcher can spread anywhere: `plan_shar
 (`.bin` + document lengths) plus a per-shard marker, and `merge_parts` concatenates the parts in shard
 order and writes Megatron-Core's `.idx` (`write_megatron_index`: byte-identical to Megatron's own builder,
 without importing torch). Documents keep shard order then line order, so the
-output does not depend on the number of processes or array tasks. `encode_jsonl_to_indexed` runs all
-three with a local process pool (`local_map`) or any `mapper` given (the `tokens` stage passes one from
-`qwen_hpc.launch`, e.g. a Slurm array). Every file is written under a temporary name and renamed.
+output does not depend on the number of processes or array tasks. `encode_sources` runs all three for
+many sources through the `map_fn` it is given (the `tokens` stage passes one from `qwen_hpc.launch`: a
+process pool or a Slurm array); this module never starts processes itself. Every file is written under a
+temporary name and renamed.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import gzip
 import json
-import multiprocessing
 import os
 import shutil
 import struct
@@ -28,13 +29,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qwen_hpc.parallel.maps import MapFn, sequential_map
 from qwen_hpc.tokenizer.encoding import QwenTokenizer, TokenizerFiles
 from qwen_hpc.tokenizer.pattern import NUM_EXTRA_SPECIAL
 from qwen_hpc.utils.io import atomic_path, read_json, write_json
@@ -241,37 +242,96 @@ def write_megatron_index(path: str | os.PathLike[str], lengths: np.ndarray, dtyp
         fh.write(doc_index.astype("<i8").tobytes())
 
 
-def local_map(
-    fn: Callable[[Any], Any],
-    items: Sequence[Any],
-    *,
-    workers: int = 1,
-    start_method: str = "spawn",
-    progress: bool = False,
-    desc: str = "",
-) -> list[Any]:
-    """`[fn(x) for x in items]`, in a process pool when workers > 1 (results in item order)."""
-    if workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1")
-    from tqdm.auto import tqdm  # here, not at import: workers that import this module never need it
+@dataclass(frozen=True)
+class SourceShards:
+    """One source to encode: its JSONL shards (in order) and its upsampling factor for the blend weight."""
 
-    bar = tqdm(total=len(items), unit="shard", desc=desc, disable=not progress)
-    try:
-        if workers == 1 or len(items) <= 1:
-            out = []
-            for item in items:
-                out.append(fn(item))
-                bar.update()
-            return out
-        ctx = multiprocessing.get_context(start_method)
-        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx) as pool:
-            out = []
-            for result in pool.map(fn, items):
-                out.append(result)
-                bar.update()
-            return out
-    finally:
-        bar.close()
+    name: str
+    shards: tuple[str | os.PathLike[str], ...]
+    upsample: float = 1.0
+
+
+def encode_sources(
+    sources: Sequence[SourceShards],
+    text_key: str,
+    files: TokenizerFiles,
+    out_dir: str | os.PathLike[str],
+    *,
+    map_fn: MapFn = sequential_map,
+    parts_dir: str | os.PathLike[str] | None = None,
+    append_eod: bool = True,
+    num_extra_special: int = NUM_EXTRA_SPECIAL,
+) -> dict[str, Any]:
+    """Encode every source into `<out_dir>/<name>.bin/.idx`; the one encoder of the suite (the `tokens`
+    stage and `encode_jsonl_to_indexed` both call it).
+
+    One `ShardTask` per shard, planned before this process reads the vocabulary (each task picks its dtype
+    where it runs), so the encoding starts at once; `map_fn` (`qwen_hpc.parallel.maps`: here, a process
+    pool, a Slurm array ...) runs them, handed out largest shard first; the parts are merged per source in
+    shard order, so the output does not depend on how the work was spread. A map whose items run in other
+    jobs (`runs_elsewhere`) gets them only after this process has loaded the vocabulary once: a broken
+    vocabulary fails here, not in every task. The parts (under `parts_dir`, default a temporary folder in
+    `out_dir`) are removed at the end.
+
+    Returns {"sources": blend entries (name, prefix, tokens, documents, upsample, dtype, weight), "eod_id",
+    "n_vocab", "dtype", "documents", "tokens", "shards", "seconds"}; the weight of a source is its share of
+    tokens × upsampling (Qwen report §2.1, selective up-sampling).
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if parts_dir is None:
+            parts_dir = stack.enter_context(tempfile.TemporaryDirectory(dir=out_dir, prefix=".parts-"))
+        tasks = {
+            s.name: plan_shard_tasks(
+                s.shards, Path(parts_dir) / s.name, text_key, files,
+                append_eod=append_eod, num_extra_special=num_extra_special,
+            )
+            for s in sources
+        }
+        if getattr(map_fn, "runs_elsewhere", False):
+            cached_tokenizer(files, num_extra_special)
+        results = _map_largest_first(map_fn, encode_shard_task, [t for group in tasks.values() for t in group])
+        tokenizer = cached_tokenizer(files, num_extra_special)  # loaded already if this process encoded
+        dtype = smallest_dtype(tokenizer.n_vocab)
+        entries = []
+        for source in sources:
+            count = len(tasks[source.name])
+            per_shard, results = results[:count], results[count:]
+            prefix = str(out_dir / source.name)
+            merge_parts([t.out_prefix for t in tasks[source.name]], prefix, dtype)
+            stats = summarize(per_shard, tokenizer, dtype, prefix, append_eod, 0.0)
+            entries.append({
+                "name": source.name, "prefix": source.name, "tokens": stats["tokens"],
+                "documents": stats["documents"], "upsample": source.upsample, "dtype": stats["dtype"],
+                "empty_documents": stats["empty_documents"], "per_shard": stats["per_shard"],
+            })
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    total = sum(e["tokens"] * e["upsample"] for e in entries) or 1.0
+    for e in entries:
+        e["weight"] = e["tokens"] * e["upsample"] / total
+    return {
+        "sources": entries,
+        "eod_id": tokenizer.eod_id,
+        "n_vocab": tokenizer.n_vocab,
+        "dtype": np.dtype(dtype).name,
+        "documents": sum(e["documents"] for e in entries),
+        "tokens": sum(e["tokens"] for e in entries),
+        "shards": sum(len(group) for group in tasks.values()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _map_largest_first(map_fn: MapFn, fn: Callable[[Any], Any], tasks: list[ShardTask]) -> list[Any]:
+    """`map_fn(fn, tasks)` with the tasks handed out by decreasing shard size (results in task order):
+    the longest-processing-time-first rule, which leaves the least idle time at the end."""
+    order = sorted(range(len(tasks)), key=lambda i: -os.path.getsize(tasks[i].shard))
+    done = map_fn(fn, [tasks[i] for i in order])
+    results: list[Any] = [None] * len(tasks)
+    for i, result in zip(order, done, strict=True):
+        results[i] = result
+    return results
 
 
 def encode_jsonl_to_indexed(
@@ -281,60 +341,38 @@ def encode_jsonl_to_indexed(
     special_tokens_path: str | os.PathLike[str] | None,
     out_prefix: str | os.PathLike[str],
     *,
-    workers: int = 1,
     append_eod: bool = True,
     num_extra_special: int = NUM_EXTRA_SPECIAL,
-    progress: bool = True,
-    start_method: str = "spawn",
-    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
+    map_fn: MapFn = sequential_map,
 ) -> dict[str, Any]:
-    """Encode `text_key` of every JSONL record (.jsonl or .jsonl.gz) into `<out_prefix>.bin/.idx`.
-
-    Plans one `ShardTask` per shard (parts in a temporary folder beside the output), runs them with
-    `mapper(encode_shard_task, tasks)` — by default `local_map` with `workers` processes started with
-    `start_method` ("spawn": safe with threads and torch; the caller's main module must be importable) —
-    then merges the parts in shard order, so the output does not depend on how the work was spread.
+    """Encode `text_key` of every JSONL record (.jsonl or .jsonl.gz) into `<out_prefix>.bin/.idx`:
+    `encode_sources` with one source named after the prefix.
 
     Documents whose text is empty are kept as a lone eod token when `append_eod`, else skipped
     (Megatron cannot hold an empty document); either way they are counted in `empty_documents`.
     Returns {documents, tokens, empty_documents, shards, per_shard, dtype, n_vocab, eod_id,
     append_eod, bin, idx, seconds}.
     """
-    start = time.perf_counter()
-    files = TokenizerFiles(ranks_path, special_tokens_path)
-    if workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1")
-    tokenizer = files.load(num_extra_special)
-    dtype = smallest_dtype(tokenizer.n_vocab)
-    out_prefix = str(out_prefix)
-    parent = Path(out_prefix).parent
+    out_prefix = Path(out_prefix)
     for p in shards:  # before creating anything
         if not Path(p).is_file():
             raise FileNotFoundError(f"input shard {p} does not exist")
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{Path(out_prefix).name}.parts-") as parts:
-        tasks = plan_shard_tasks(
-            shards,
-            parts,
-            text_key,
-            files,
-            dtype=dtype,
-            append_eod=append_eod,
-            num_extra_special=num_extra_special,
-        )
-        if mapper is None:
-            per_shard = local_map(
-                encode_shard_task,
-                tasks,
-                workers=workers,
-                start_method=start_method,
-                progress=progress,
-                desc=f"tokens -> {Path(out_prefix).name}",
-            )
-        else:
-            per_shard = mapper(encode_shard_task, tasks)
-        merge_parts([t.out_prefix for t in tasks], out_prefix, dtype)
-    return summarize(per_shard, tokenizer, dtype, out_prefix, append_eod, time.perf_counter() - start)
+    files = TokenizerFiles(ranks_path, special_tokens_path)
+    result = encode_sources(
+        [SourceShards(out_prefix.name, tuple(shards))], text_key, files, out_prefix.parent,
+        map_fn=map_fn, append_eod=append_eod, num_extra_special=num_extra_special,
+    )
+    (entry,) = result["sources"]
+    return {
+        **{k: entry[k] for k in ("documents", "tokens", "empty_documents", "per_shard", "dtype")},
+        "shards": result["shards"],
+        "n_vocab": result["n_vocab"],
+        "eod_id": result["eod_id"],
+        "append_eod": append_eod,
+        "bin": str(out_prefix) + ".bin",
+        "idx": str(out_prefix) + ".idx",
+        "seconds": round(result["seconds"], 3),
+    }
 
 
 def summarize(

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from qwen_hpc.launch.array import process_pool_map
 from qwen_hpc.tokenizer.indexed import encode_jsonl_to_indexed, smallest_dtype
 
 from .helpers import SAMPLES, corpus_texts
@@ -45,7 +46,7 @@ def test_indexed_round_trip(tmp_path, shards, tiny_tokenizer):
     paths, docs = shards
     files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
     out = tmp_path / "out" / "train_text_document"
-    stats = encode_jsonl_to_indexed(paths, "text", files.ranks, files.special_tokens, out, progress=False)
+    stats = encode_jsonl_to_indexed(paths, "text", files.ranks, files.special_tokens, out)
 
     expected = [tiny_tokenizer.encode(d) + [tiny_tokenizer.eod_id] for d in docs]
     got, ds = read_back(out)
@@ -64,15 +65,14 @@ def test_indexed_round_trip(tmp_path, shards, tiny_tokenizer):
 def test_workers_do_not_change_the_output(tmp_path, shards, tiny_tokenizer):
     paths, _ = shards
     files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
-    one = encode_jsonl_to_indexed(paths, "text", *files_args(files), tmp_path / "one", progress=False)
+    one = encode_jsonl_to_indexed(paths, "text", *files_args(files), tmp_path / "one")
     two = encode_jsonl_to_indexed(
         paths,
         "text",
         str(files.ranks),
         str(files.special_tokens),
         tmp_path / "two",
-        workers=2,
-        progress=False,
+        map_fn=process_pool_map(2),
     )
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"one{ext}").read_bytes() == (tmp_path / f"two{ext}").read_bytes()
@@ -83,8 +83,8 @@ def test_without_eod_and_overwrite(tmp_path, shards, tiny_tokenizer):
     paths, docs = shards
     files = tiny_tokenizer.save(tmp_path / "tok", "tiny")
     out = tmp_path / "noeod"
-    encode_jsonl_to_indexed(paths, "text", *files_args(files), out, progress=False)  # overwritten below
-    stats = encode_jsonl_to_indexed(paths, "text", *files_args(files), out, append_eod=False, progress=False)
+    encode_jsonl_to_indexed(paths, "text", *files_args(files), out)  # overwritten below
+    stats = encode_jsonl_to_indexed(paths, "text", *files_args(files), out, append_eod=False)
     got, _ = read_back(out)
     assert got == [tiny_tokenizer.encode(d) for d in docs if d]  # the empty document is skipped
     assert stats["empty_documents"] == 1 and stats["documents"] == len(docs) - 1
@@ -94,7 +94,7 @@ def test_official_vocabulary_uses_int32(tmp_path, qwen_tiktoken_path):
     shard = tmp_path / "zh.jsonl"
     shard.write_text(json.dumps({"body": "通义千问是阿里巴巴开发的大语言模型"}, ensure_ascii=False) + "\n")
     stats = encode_jsonl_to_indexed(
-        [shard], "body", qwen_tiktoken_path, None, tmp_path / "zh", progress=False
+        [shard], "body", qwen_tiktoken_path, None, tmp_path / "zh"
     )
     got, ds = read_back(tmp_path / "zh")
     assert stats["dtype"] == "int32" and ds.index.dtype == np.int32
@@ -106,17 +106,17 @@ def test_bad_input_names_file_and_line(tmp_path, tiny_tokenizer):
     shard = tmp_path / "bad.jsonl"
     shard.write_text('{"text": "ok"}\n{"content": "no text key"}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: record has no 'text' field"):
-        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad")
     shard.write_text('{"text": "ok"}\n{"text": 3}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'text' is int"):
-        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad")
     shard.write_text('{"text": "ok"}\nnot json\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: not valid JSON"):
-        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad", progress=False)
+        encode_jsonl_to_indexed([shard], "text", *files_args(files), tmp_path / "bad")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "tok"]  # nothing half-written
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         encode_jsonl_to_indexed(
-            [tmp_path / "missing.jsonl"], "text", *files_args(files), tmp_path / "bad", progress=False
+            [tmp_path / "missing.jsonl"], "text", *files_args(files), tmp_path / "bad"
         )
 
 
@@ -168,7 +168,7 @@ def test_tasks_planned_without_a_dtype_store_the_vocabularys_smallest(tmp_path, 
     for task in tasks:
         encode_shard_task(task)
     merge_parts([t.out_prefix for t in tasks], tmp_path / "planned", np.uint16)
-    encode_jsonl_to_indexed(paths, "text", *files_args(files), tmp_path / "helper", progress=False)
+    encode_jsonl_to_indexed(paths, "text", *files_args(files), tmp_path / "helper")
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"planned{ext}").read_bytes() == (tmp_path / f"helper{ext}").read_bytes()
 
