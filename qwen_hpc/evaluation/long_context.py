@@ -11,7 +11,7 @@ with the LM head applied in slices so 32k-token windows never hold [T, vocab] lo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from qwen_hpc.inference.decoder import KVCacheDecoder
-from qwen_hpc.model.long_context import LongContextConfig
+from qwen_hpc.model.long_context import LongContextConfig, setting_config
 
 
 def held_out_documents(
@@ -140,3 +140,74 @@ def table_markdown(table: dict[str, dict[int, float]], lengths: Sequence[int], t
         f"| {name} | " + " | ".join(f"{row[n]:.2f}" for n in lengths) + " |" for name, row in table.items()
     ]
     return "\n".join([head, rule, *rows]) + "\n"
+
+
+def context_lengths(multiples: Sequence[float], train_length: int) -> list[int]:
+    """The lengths of the table, in tokens: each multiple of the training length (at least 2), sorted."""
+    return sorted({max(2, round(x * train_length)) for x in multiples})
+
+
+Cell = dict  # {"setting", "length", "nll_sum", "tokens"}: one finished cell of the table, as recorded
+
+
+def score_cells(
+    model: object,
+    documents: Sequence[np.ndarray],
+    lengths: Sequence[int],
+    settings: Sequence[str],
+    windows: LongContextConfig,
+    *,
+    train_length: int,
+    vocab_size: int,
+    done: dict[tuple[str, int], Cell],
+    record: Callable[[Cell], None],
+    should_stop: Callable[[], bool] = lambda: False,
+    batch_size: int = 1,
+    attention_chunk: int = 1024,
+) -> bool:
+    """Score every (setting, length) cell not yet in `done`, in table order. Each cell goes to `record` (and
+    into `done`) as soon as it is scored, so a stopped run resumes at the next cell. `windows` carries the
+    model's window settings, `setting_config` turns them into each setting's. False if `should_stop` asked
+    to stop before the table was complete."""
+    for setting in settings:
+        for length in lengths:
+            if (setting, length) in done:
+                continue
+            if should_stop():
+                return False
+            score = score_length(
+                model,
+                documents,
+                length,
+                setting_config(setting, windows),
+                train_length=train_length,
+                vocab_size=vocab_size,
+                batch_size=batch_size,
+                attention_chunk=attention_chunk,
+            )
+            cell = {"setting": setting, "length": length, "nll_sum": score.nll_sum, "tokens": score.tokens}
+            record(cell)
+            done[(setting, length)] = cell
+    return True
+
+
+def perplexity_table(
+    done: dict[tuple[str, int], Cell], settings: Sequence[str], lengths: Sequence[int]
+) -> dict[str, dict[int, float]]:
+    """setting -> length -> perplexity of the finished cells."""
+    return {
+        s: {n: LengthScore(done[(s, n)]["nll_sum"], done[(s, n)]["tokens"]).perplexity for n in lengths}
+        for s in settings
+    }
+
+
+def table_summary(table: dict[str, dict[int, float]], lengths: Sequence[int], train_length: int) -> dict:
+    """The Table-3 shape of `perplexity.json`: perplexities and their ratio to the training length's."""
+    return {
+        "perplexity": {s: {str(n): row[n] for n in lengths} for s, row in table.items()},
+        "relative_to_train_length": {
+            s: {str(n): row[n] / row[train_length] for n in lengths}
+            for s, row in table.items()
+            if train_length in row
+        },
+    }

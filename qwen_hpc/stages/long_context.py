@@ -55,21 +55,30 @@ def _read_cells(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
-    from qwen_hpc.evaluation.long_context import LengthScore, held_out_documents, score_length, table_markdown
+    from qwen_hpc.evaluation.long_context import (
+        LengthScore,
+        context_lengths,
+        held_out_documents,
+        perplexity_table,
+        score_cells,
+        table_markdown,
+        table_summary,
+    )
     from qwen_hpc.model.long_context import setting_config
     from qwen_hpc.parallel import single_process_megatron
     from qwen_hpc.report.plots import perplexity_vs_length_png
     from qwen_hpc.utils.io import append_jsonl, write_bytes, write_json, write_text
 
+    # Over 60 lines only because it wires many outputs; it reads top to bottom: inputs -> model and held-out
+    # documents -> cells (evaluation.long_context.score_cells, resumable) -> table -> files, W&B, metrics.
     lc = cfg.long_context
     tokens = outputs.read_blend(ctx.stage_path("tokens"))
-    n_vocab = tokens.n_vocab
     cells_path = ctx.stage_dir / CELLS
     done = _read_cells(cells_path)
     with single_process_megatron(seed=cfg.run.seed):
-        model, model_cfg, source = _open_model(cfg, ctx, n_vocab)
+        model, model_cfg, source = _open_model(cfg, ctx, tokens.n_vocab)
         train_length = model_cfg.seq_length
-        lengths = sorted({max(2, round(x * train_length)) for x in lc.lengths})
+        lengths = context_lengths(lc.lengths, train_length)
         documents = held_out_documents(
             [prefix for prefix, _ in tokens.pairs],
             cfg.pretrain.train.split,
@@ -96,45 +105,34 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
             lengths,
             layer_windows,
         )
-        for setting in lc.settings:
-            for length in lengths:
-                if (setting, length) in done:
-                    continue
-                if ctx.should_stop():
-                    return StageResult("preempted", metrics={"cells_done": len(done)})
-                score = score_length(
-                    model,
-                    documents,
-                    length,
-                    setting_config(setting, windows),
-                    train_length=train_length,
-                    vocab_size=n_vocab,
-                    batch_size=lc.batch_size,
-                    attention_chunk=lc.attention_chunk,
-                )
-                cell = {
-                    "setting": setting,
-                    "length": length,
-                    "nll_sum": score.nll_sum,
-                    "tokens": score.tokens,
-                }
-                append_jsonl(cells_path, cell)
-                done[(setting, length)] = cell
-                log.info("%-26s length %6d: perplexity %.3f", setting, length, score.perplexity)
-    table = {
-        s: {n: LengthScore(done[(s, n)]["nll_sum"], done[(s, n)]["tokens"]).perplexity for n in lengths}
-        for s in lc.settings
-    }
+
+        def record(cell: dict) -> None:
+            append_jsonl(cells_path, cell)
+            perplexity = LengthScore(cell["nll_sum"], cell["tokens"]).perplexity
+            log.info("%-26s length %6d: perplexity %.3f", cell["setting"], cell["length"], perplexity)
+
+        finished = score_cells(
+            model,
+            documents,
+            lengths,
+            lc.settings,
+            windows,
+            train_length=train_length,
+            vocab_size=tokens.n_vocab,
+            done=done,
+            record=record,
+            should_stop=ctx.should_stop,
+            batch_size=lc.batch_size,
+            attention_chunk=lc.attention_chunk,
+        )
+        if not finished:
+            return StageResult("preempted", metrics={"cells_done": len(done)})
+    table = perplexity_table(done, lc.settings, lengths)
     result = {
         "train_length": train_length,
         "lengths": lengths,
         "settings": list(lc.settings),
-        "perplexity": {s: {str(n): row[n] for n in lengths} for s, row in table.items()},
-        "relative_to_train_length": {
-            s: {str(n): row[n] / row[train_length] for n in lengths}
-            for s, row in table.items()
-            if train_length in row
-        },
+        **table_summary(table, lengths, train_length),
         "documents": len(documents),
         "tokens_per_length": {str(n): done[(lc.settings[0], n)]["tokens"] for n in lengths},
         "layer_windows": layer_windows,
