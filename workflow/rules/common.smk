@@ -16,10 +16,19 @@ def marker(stage):
 
 
 def upstream(stage):
-    """The markers of the stages `stage` reads: its module's UPSTREAM, so the DAG and the code are one fact."""
-    from qwen_hpc.stages.registry import get_stage
+    """The markers of the stages `stage` reads: its module's UPSTREAM, so the DAG and the code are one fact.
 
-    return [marker(name) for name in get_stage(stage).UPSTREAM]
+    Read from the module's source (`UPSTREAM = (...)`, a literal) rather than by importing it, so that
+    planning the DAG does not import torch."""
+    import ast
+    import importlib.util
+
+    source = importlib.util.find_spec(f"qwen_hpc.stages.{stage}").origin
+    for node in ast.parse(open(source, encoding="utf-8").read()).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id == "UPSTREAM":
+            return [marker(name) for name in ast.literal_eval(node.value)]
+    raise ValueError(f"{source} has no UPSTREAM")
 
 
 def stage_log(stage):
