@@ -61,13 +61,23 @@ class EmbeddedSFTConfig:
             )
 
 
+def _sft_train() -> TrainConfig:
+    """The toy SFT run's training settings (config/stage/sft.yaml restates them): validation comes from
+    `valid_fraction` of the conversations, so the token split keeps everything for training."""
+    return TrainConfig(eval_interval=100, eval_iters=2, split="100,0,0")
+
+
+def _sft_optimizer() -> OptimizerConfig:
+    return OptimizerConfig(lr=1.0e-3)  # a toy model wants a large step; the paper: 2e-6 (memo: 1e-5)
+
+
 @dataclass
 class SFTConfig:
     # empty: the pretrain stage's checkpoints; else a checkpoint root or iter_* folder, a run folder with
     # checkpoints/, or an import_hf folder (model_config.json + checkpoints/ + tokenizer/)
     init_checkpoint: str = ""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=_sft_train)
+    optimizer: OptimizerConfig = field(default_factory=_sft_optimizer)
     masking: str = "paper"  # paper | finetune_py | all
     sequences: str = "packing"  # packing | padding
     overlong: str = "truncate"  # truncate (at a turn boundary) | drop

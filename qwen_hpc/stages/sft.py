@@ -39,15 +39,14 @@ class InitialModel:
 
 def initial_model(cfg: QwenConfig, ctx: StageContext) -> InitialModel:
     """Where the weights, the model's dimensions and the tokenizer come from."""
+    from qwen_hpc import outputs
     from qwen_hpc.interop.hf_checkpoint import MODEL_CONFIG
     from qwen_hpc.model.config import ModelConfig
     from qwen_hpc.tokenizer.encoding import TokenizerFiles
 
-    tok_dir = ctx.stage_path("tokenizer")
-    tokenizer_files = TokenizerFiles(tok_dir / f"{cfg.tokenizer.name}.tiktoken", tok_dir / "special_tokens.json")
-    model_cfg = cfg.model
+    model_cfg, tokenizer_files = cfg.model, None
     if not cfg.sft.init_checkpoint:
-        path = ctx.stage_path("pretrain") / "checkpoints"
+        path = outputs.checkpoints_dir(ctx.stage_path("pretrain"))
     else:
         path = Path(cfg.sft.init_checkpoint)
         if (path / MODEL_CONFIG).is_file():  # an import_hf folder carries its dimensions and tokenizer
@@ -60,6 +59,8 @@ def initial_model(cfg: QwenConfig, ctx: StageContext) -> InitialModel:
             path = path / "checkpoints"
         if not path.exists():
             raise FileNotFoundError(f"sft.init_checkpoint: {path} does not exist")
+    if tokenizer_files is None:  # all but an import_hf folder use the tokenizer stage's vocabulary
+        tokenizer_files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)
     if cfg.sft.dropout is not None:
         model_cfg = dataclasses.replace(
             model_cfg, hidden_dropout=cfg.sft.dropout, attention_dropout=cfg.sft.dropout
@@ -88,7 +89,8 @@ def _write_data_reports(ctx: StageContext, data: Any) -> None:
 def _heldout_eval(cfg: QwenConfig, ctx: StageContext, init: InitialModel, data: Any, checkpoint: str) -> dict:
     """Greedy chat replies of the fine-tuned model to held-out tasks (every rank loads; rank 0 writes)."""
     from qwen_hpc.alignment.chat_eval import evaluate_heldout
-    from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
+    from qwen_hpc.interop.hf_checkpoint import load_model
+    from qwen_hpc.parallel import single_process_megatron
     from qwen_hpc.utils.io import write_json
 
     tasks = data.heldout[: cfg.sft.heldout_eval]
@@ -106,7 +108,6 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.alignment.dataset import build_sft_data
     from qwen_hpc.alignment.sequences import SFTDataset
     from qwen_hpc.training.loop import Objective, train_model
-    from qwen_hpc.utils.hashing import hash_obj
 
     sft = cfg.sft
     init = initial_model(cfg, ctx)
@@ -131,7 +132,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
 
     wandb_id_file = ctx.stage_dir / "wandb_run_id"
     extra = {
-        "config_hash": hash_obj({key: ctx.plain_config.get(key) for key in CONFIG_KEYS}),
+        "config_hash": ctx.config_hash,
         "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
     }
     result = train_model(

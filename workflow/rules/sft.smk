@@ -1,7 +1,6 @@
 rule sft:
     input:
-        rules.pretrain.output.marker,
-        rules.tokenizer.output.marker,
+        upstream("sft"),
     output:
         marker=marker("sft"),
     log:
