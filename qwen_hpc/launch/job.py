@@ -97,12 +97,12 @@ def _own_stage_folder(stage: str, plain_cfg: dict[str, Any], token: str | None) 
     requeue budget. Returns (stage folder, token) to release on completion."""
     if task_rank() != 0:
         return None
-    from qwen_hpc.config.compose import to_typed
+    from qwen_hpc.config.compose import typed_config
     from qwen_hpc.launch.submit import effective_launcher
     from qwen_hpc.stages.base import stage_dir
     from qwen_hpc.stages.registry import get_stage
 
-    cfg = to_typed(plain_cfg)
+    cfg = typed_config(plain_cfg)  # built once per process: the runner reuses it
     sdir = stage_dir(cfg, stage)
     progress_of = getattr(get_stage(stage), "progress", None)
     progress = progress_of(sdir) if callable(progress_of) else None
