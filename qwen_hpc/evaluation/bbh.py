@@ -74,10 +74,11 @@ class Bbh:
             examples = json.loads((root / "bbh" / "data" / f"{task}.json").read_text(encoding="utf-8"))["examples"]
             for i, ex in enumerate(examples):
                 prompt = render_prompt(cot, ex["input"])
-                groups.setdefault(task, []).append(
-                    Sample(f"{task}/{i}", prompt, tokenizer.encode(prompt), ex["target"], group=task)
-                )
-        return interleave(groups, self.limit)
+                groups.setdefault(task, []).append(Sample(f"{task}/{i}", prompt, [], ex["target"], group=task))
+        chosen = interleave(groups, self.limit)
+        for sample in chosen:  # encoded after the limit
+            sample.prompt_ids = tokenizer.encode(sample.prompt)
+        return chosen
 
     def judge(self, samples: Sequence[Sample], outputs: Sequence[str]) -> list[Judged]:
         out = []

@@ -84,19 +84,20 @@ def lm_eval_predictions(
 
 def our_predictions(
     model: Any, tokenizer: Any, samples: Sequence[Sample], choices: Sequence[str], *, batch_size: int,
-    max_length: int,
+    max_length: int, share_prefix: bool = True,
 ) -> tuple[list[str], float]:
     """(our predicted letters in sample order, wall seconds), batched as the evaluate stage does."""
     from qwen_hpc.evaluation.runner import batch_plan
-    from qwen_hpc.evaluation.scoring import choice_logprobs, choice_tokens
+    from qwen_hpc.evaluation.scoring import batch_prefix_len, choice_logprobs, choice_tokens
 
     letters = [c.strip() for c in choices]
     start = time.perf_counter()
     tokens = choice_tokens(tokenizer, choices)
     preds: list[str] = [""] * len(samples)
     for members in batch_plan(samples, batch_size):
-        lp = choice_logprobs(model, [samples[i].prompt_ids for i in members], tokens, tokenizer.eod_id,
-                             max_length=max_length)
+        batch = [samples[i] for i in members]
+        lp = choice_logprobs(model, [s.prompt_ids for s in batch], tokens, tokenizer.eod_id,
+                             max_length=max_length, prefix_len=batch_prefix_len(batch) if share_prefix else 0)
         for i, best in zip(members, lp.argmax(dim=-1).tolist(), strict=True):
             preds[i] = letters[best]
     return preds, time.perf_counter() - start

@@ -47,14 +47,17 @@ def render_question(q: Question, *, chinese: bool, with_answer: bool) -> str:
     return body + a_word + ("" if chinese else " ") + q.answer + "\n\n"
 
 
+def render_prefix(subject: str, shots: Sequence[Question], *, chinese: bool) -> str:
+    """What every test item of a subject starts with: the header (English) and the answered shots."""
+    header = "" if chinese else (
+        f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    )
+    return header + "".join(render_question(s, chinese=chinese, with_answer=True) for s in shots)
+
+
 def render_prompt(q: Question, shots: Sequence[Question], *, chinese: bool) -> str:
     """The exact few-shot prompt of Qwen's evaluate_{mmlu,ceval,cmmlu}.py for one test item."""
-    header = "" if chinese else (
-        f"The following are multiple choice questions (with answers) about {q.subject.replace('_', ' ')}.\n\n"
-    )
-    return header + "".join(render_question(s, chinese=chinese, with_answer=True) for s in shots) + (
-        render_question(q, chinese=chinese, with_answer=False)
-    )
+    return render_prefix(q.subject, shots, chinese=chinese) + render_question(q, chinese=chinese, with_answer=False)
 
 
 def truncate_left(ids: list[int], length: int) -> list[int]:
@@ -130,17 +133,24 @@ class MultipleChoiceTask:
 
     def samples(self, root: Path, tokenizer: Any) -> list[Sample]:
         groups: dict[str, list[Sample]] = {}
+        prefixes: dict[str, str] = {}
         for subject, (dev, scored) in self.read(Path(root)).items():
             if len(dev) < self.shots:
                 raise ValueError(f"{self.name}/{subject}: {len(dev)} dev questions, {self.shots} shots needed")
             shots = dev[: self.shots]
-            for i, q in enumerate(scored):
-                prompt = render_prompt(q, shots, chinese=self.chinese)
-                ids = tokenizer.encode(prompt)  # cut to the model's length when scored (scoring.choice_logprobs)
-                groups.setdefault(subject, []).append(
-                    Sample(f"{subject}/{i}", prompt, ids, q.answer, group=subject)
-                )
-        return interleave(groups, self.limit)
+            prefixes[subject] = render_prefix(subject, shots, chinese=self.chinese)
+            groups[subject] = [
+                Sample(f"{subject}/{i}", render_prompt(q, shots, chinese=self.chinese), [], q.answer, group=subject)
+                for i, q in enumerate(scored)
+            ]
+        chosen = interleave(groups, self.limit)
+        prefix_ids = {s: tokenizer.encode(prefixes[s]) for s in {c.group for c in chosen}}
+        for sample in chosen:  # encoded after the limit: a quick look does not tokenize 14k prompts
+            sample.prompt_ids = tokenizer.encode(sample.prompt)  # cut to the model's length when scored
+            prefix = prefix_ids[sample.group]
+            if sample.prompt_ids[: len(prefix)] == prefix:  # the same tokens at the seam: shareable
+                sample.extra = {"prefix_group": sample.group, "prefix_len": len(prefix)}
+        return chosen
 
     def judge(self, samples: Sequence[Sample], outputs: Sequence[str]) -> list[Judged]:
         return [Judged(out.strip(), out.strip() == s.gold) for s, out in zip(samples, outputs, strict=True)]

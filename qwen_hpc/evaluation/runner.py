@@ -35,11 +35,19 @@ class TaskRun:
 
 
 def batch_plan(samples: Sequence[Sample], batch_size: int) -> list[list[int]]:
-    """Sample indices per batch: longest prompts first (equal lengths keep their order)."""
+    """Sample indices per batch: longest prompts first (equal lengths keep their order). Samples that name a
+    shared prompt prefix (`extra["prefix_group"]`: a subject's few-shot exemplars) are batched only with
+    their group, so the prefix can be computed once per batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    order = sorted(range(len(samples)), key=lambda i: (-len(samples[i].prompt_ids), i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(str(s.extra.get("prefix_group", "")), []).append(i)
+    plan = []
+    for members in groups.values():
+        order = sorted(members, key=lambda i: (-len(samples[i].prompt_ids), i))
+        plan += [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return sorted(plan, key=lambda b: (-len(samples[b[0]].prompt_ids), b[0]))
 
 
 def read_batches(path: Path, *, repair: bool = True) -> dict[int, dict[str, Any]]:

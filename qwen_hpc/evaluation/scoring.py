@@ -6,6 +6,8 @@ Choices are single tokens for Qwen's vocabulary (`" A"` = 362 …). A smaller vo
 (they have one probability for all four), and the last token of each is scored — still one forward per
 question. Only a toy vocabulary whose choices differ in length (`" A"` one token, `" B"` two) falls back to
 one row per (question, choice) with the summed log-probs of the choice, as lm-evaluation-harness scores.
+The few-shot exemplars that open every prompt of a subject are computed once per batch (`prefix_len`): the
+batch plan keeps a subject's questions together, and only the questions are left-padded after the prefix.
 """
 
 from __future__ import annotations
@@ -55,13 +57,21 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
 
 @torch.inference_mode()
 def choice_logprobs(
-    model: Any, prompts: Sequence[Sequence[int]], tokens: ChoiceTokens, pad_id: int, *, max_length: int = 0
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    tokens: ChoiceTokens,
+    pad_id: int,
+    *,
+    max_length: int = 0,
+    prefix_len: int = 0,
 ) -> torch.Tensor:
     """[b, n_choices] log-softmax over the choices at the end of each (left-padded) prompt.
 
     Single-token choices: one prefill of the whole batch, only the last position through the LM head.
     Otherwise every (prompt, choice) is a row and a choice scores the sum of its tokens' log-probs.
     `max_length` > 0 applies Qwen's left cut to each row (longer than it: keep the last max_length - 1).
+    `prefix_len` > 0: the rows are expected to start with the same `prefix_len` tokens (the few-shot
+    exemplars); if they still do after the cut, the prefix is computed once for the batch.
     """
     from qwen_hpc.evaluation.multiple_choice import truncate_left
 
@@ -71,9 +81,38 @@ def choice_logprobs(
     if tokens.shared is None:
         return _continuation_logprobs(model, prompts, tokens, pad_id, cut)
     full = [cut(list(p) + list(tokens.shared)) for p in prompts]
+    common = shared_prefix_length(full, prefix_len)
+    if common >= MIN_SHARED_PREFIX:
+        return _shared_prefix_logprobs(model, full, common, tokens, pad_id)
     ids, positions, valid = left_pad(full, pad_id)
     decoder = KVCacheDecoder(model, ids.shape[0], ids.shape[1])
     hidden = decoder.hidden(ids, positions, valid)[:, -1]
+    logits = decoder.logits(hidden)[:, list(tokens.last)].float().cpu()
+    return torch.log_softmax(logits, dim=-1)
+
+
+MIN_SHARED_PREFIX = 16  # below this a shared prefix is not worth a second decoder
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]], expected: int) -> int:
+    """`expected` if every row starts with the same `expected` tokens and has at least one more, else 0."""
+    if expected <= 0 or any(len(r) <= expected for r in rows):
+        return 0
+    first = list(rows[0][:expected])
+    return expected if all(list(r[:expected]) == first for r in rows[1:]) else 0
+
+
+def _shared_prefix_logprobs(
+    model: Any, rows: Sequence[Sequence[int]], prefix: int, tokens: ChoiceTokens, pad_id: int
+) -> torch.Tensor:
+    """The prefix through a one-row decoder, copied to every row; the left-padded suffixes after it."""
+    head = KVCacheDecoder(model, 1, prefix)
+    head.hidden(torch.tensor([list(rows[0][:prefix])]), torch.arange(prefix)[None], torch.ones(1, prefix, dtype=torch.bool))
+    ids, positions, valid = left_pad([list(r[prefix:]) for r in rows], pad_id)
+    decoder = KVCacheDecoder(model, ids.shape[0], prefix + ids.shape[1])
+    decoder.load_prefix(head)
+    key_valid = torch.cat([torch.ones(ids.shape[0], prefix, dtype=torch.bool), valid], dim=1)
+    hidden = decoder.hidden(ids, positions + prefix, key_valid)[:, -1]
     logits = decoder.logits(hidden)[:, list(tokens.last)].float().cpu()
     return torch.log_softmax(logits, dim=-1)
 
@@ -94,6 +133,14 @@ def _continuation_logprobs(
         m = len(cont)
         scores[r] = logp[r, k - m:, :].gather(1, torch.tensor(cont)[:, None]).sum()
     return torch.log_softmax(scores.view(len(prompts), len(conts)), dim=-1)
+
+
+def batch_prefix_len(samples: Sequence[Any]) -> int:
+    """The prompt prefix every sample of a batch declares it shares (0 if they are not one group)."""
+    groups = {s.extra.get("prefix_group") for s in samples}
+    if len(groups) != 1 or None in groups:
+        return 0
+    return min(int(s.extra.get("prefix_len", 0)) for s in samples)
 
 
 def generate(

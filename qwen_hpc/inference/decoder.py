@@ -318,6 +318,16 @@ class KVCacheDecoder:
             0,
         )
 
+    def load_prefix(self, source: KVCacheDecoder) -> None:
+        """Start every row from `source`'s cached prefix (its row 0): a prompt prefix shared by the whole
+        batch (few-shot exemplars) is computed once instead of once per row. Plain full attention only."""
+        if self.length or any(self.windows) or any(source.windows) or self.long_context.enabled:
+            raise ValueError("load_prefix needs an empty cache without window attention or long-context options")
+        n = source.length
+        for mine, theirs in zip(self.keys + self.values, source.keys + source.values, strict=True):
+            mine[:, :, :n] = theirs[:1, :, :n]
+        self.length = n
+
     # ------------------------------------------------------------------ forward
 
     @torch.inference_mode()

@@ -218,7 +218,7 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
 
 def _query(task: Any, model: Any, tokenizer: Any, ev: Any) -> Any:
     """samples → outputs: the predicted letter (multiple choice) or the generated text."""
-    from qwen_hpc.evaluation.scoring import choice_logprobs, choice_tokens, generate
+    from qwen_hpc.evaluation.scoring import batch_prefix_len, choice_logprobs, choice_tokens, generate
     from qwen_hpc.inference.chat import chat_stop_ids
     from qwen_hpc.inference.generate import SamplingConfig
 
@@ -228,7 +228,8 @@ def _query(task: Any, model: Any, tokenizer: Any, ev: Any) -> Any:
         letters = [c.strip() for c in task.choices]
 
         def choose(batch: list[Any]) -> list[str]:
-            logprobs = choice_logprobs(model, [s.prompt_ids for s in batch], tokens, pad, max_length=task.max_length)
+            logprobs = choice_logprobs(model, [s.prompt_ids for s in batch], tokens, pad, max_length=task.max_length,
+                                       prefix_len=batch_prefix_len(batch))
             return [letters[i] for i in logprobs.argmax(dim=-1).tolist()]
 
         return choose

@@ -79,3 +79,17 @@ def test_code_oracles_pass_in_the_sandbox(bench_root, tmp_path) -> None:
     run = run_task(mbpp, samples, lambda b: [s.gold + "\n[DONE]\n\nYou are" for s in b], tmp_path, batch_size=64)
     assert [s.id for s in samples] == [str(i) for i in range(11, 111)]
     assert run.metrics["pass@1"] == 1.0, [(r["id"], r.get("detail")) for r in run.records if not r["correct"]]
+
+
+def test_n_samples_give_the_unbiased_pass_at_k(bench_root, tmp_path) -> None:
+    pytest.importorskip("qwen_hpc.sandbox", reason="the sandbox package is not installed")
+    from qwen_hpc.evaluation.code_tasks import HumanEval
+
+    task = HumanEval(limit=3, samples=3, pass_k=(1, 2))
+    samples = task.samples(bench_root, ByteTokenizer())
+    good = [_humaneval_oracle(s) for s in samples]
+    outputs = {s.id: [g, "    pass\n", g] for s, g in zip(samples, good, strict=True)}
+    run = run_task(task, samples, lambda b: [outputs[s.id] for s in b], tmp_path, batch_size=2)
+    assert [(r["n"], r["passed"]) for r in run.records] == [(3, 2)] * 3
+    assert run.metrics["pass@1"] == pytest.approx(2 / 3)
+    assert run.metrics["pass@2"] == pytest.approx(1.0)  # 1 - C(1,2)/C(3,2): any two hold a passing one

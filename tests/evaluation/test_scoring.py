@@ -67,3 +67,16 @@ def test_choice_tokens_share_a_common_prefix() -> None:
 def test_qwen_choice_ids_are_the_spec_ids(qwen_tokenizer) -> None:
     assert choice_tokens(qwen_tokenizer, [" A", " B", " C", " D"]).last == (362, 425, 356, 422)
     assert choice_tokens(qwen_tokenizer, ["A", "B", "C", "D"]).last == (32, 33, 34, 35)
+
+
+def test_a_shared_few_shot_prefix_computed_once_gives_the_same_logprobs(models) -> None:
+    from qwen_hpc.evaluation.scoring import shared_prefix_length
+
+    ours, hf = models
+    tokens = ChoiceTokens(((5,), (9,), (11,), (40,)), (), (5, 9, 11, 40))
+    prefix = list(range(100, 130))
+    prompts = [prefix + [3, 4, 5], prefix + [6], prefix + [7, 8, 9, 10, 11]]
+    assert shared_prefix_length(prompts, 30) == 30 and shared_prefix_length(prompts, 31) == 0
+    shared = choice_logprobs(ours, prompts, tokens, pad_id=0, prefix_len=30)
+    torch.testing.assert_close(shared, choice_logprobs(ours, prompts, tokens, pad_id=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared[1], _hf_logprobs(hf, prompts[1], [[5], [9], [11], [40]]), atol=1e-4, rtol=0)
