@@ -9,6 +9,7 @@ from qwen_hpc.alignment.config import SFTConfig
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.data.config import DataConfig
 from qwen_hpc.model.long_context import SETTINGS
+from qwen_hpc.sandbox.config import SandboxConfig
 from qwen_hpc.tokenizer.config import TokenizerConfig
 from qwen_hpc.training.config import OptimizerConfig, TrainConfig
 
@@ -73,6 +74,8 @@ class EvaluateStageConfig:
     pass_k: list[int] = field(default_factory=lambda: [1])
     eval_iters: int = 20  # perplexity
     micro_batch_size: int = 8  # perplexity
+    # HumanEval/MBPP programs: limits per program, parallel sandboxes, isolation (qwen_hpc/sandbox/config.py)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     resources: ResourceOverrides = field(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:

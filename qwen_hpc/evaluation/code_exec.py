@@ -31,10 +31,11 @@ def program_with_tests(program: str, tests: str, entry_point: str | None = None)
     return source + (f"\ncheck({entry_point})\n" if entry_point else "")
 
 
-def limits_for(timeout: float, limits: SandboxLimits | None = None) -> SandboxLimits:
-    """`timeout` seconds of CPU, twice that of wall time (startup and a busy machine), other limits kept."""
+def limits_for(timeout: float | None, limits: SandboxLimits | None = None) -> SandboxLimits:
+    """`timeout` seconds of CPU, twice that of wall time (startup and a busy machine), other limits kept;
+    `timeout=None` keeps `limits` (e.g. a stage's `sandbox:` block) as they are."""
     base = limits or SandboxLimits()
-    return replace(base, cpu_s=timeout, wall_s=2 * timeout + 1)
+    return base if timeout is None else replace(base, cpu_s=timeout, wall_s=2 * timeout + 1)
 
 
 def judged(result: SandboxResult) -> SandboxResult:
@@ -45,14 +46,15 @@ def judged(result: SandboxResult) -> SandboxResult:
     return result
 
 
-def check_program(program: str, tests: str, entry_point: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+def check_program(program: str, tests: str, entry_point: str | None = None,
+                  timeout: float | None = DEFAULT_TIMEOUT_S,
                   *, limits: SandboxLimits | None = None, isolation_mode: str = "auto") -> SandboxResult:
     """Run one candidate with its tests in the sandbox; `.passed` is the verdict, `.reason` says why not."""
     source = program_with_tests(program, tests, entry_point)
     return judged(run_python(source, limits=limits_for(timeout, limits), isolation_mode=isolation_mode))
 
 
-def check_programs(sources: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, *,
+def check_programs(sources: Sequence[str], timeout: float | None = DEFAULT_TIMEOUT_S, *,
                    limits: SandboxLimits | None = None, workers: int | None = None,
                    isolation_mode: str = "auto", pooled: bool = True) -> list[SandboxResult]:
     """Judge complete programs (e.g. from `humaneval_program` / `mbpp_program`) on parallel sandboxes

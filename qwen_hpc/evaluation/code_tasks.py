@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_hpc.evaluation.suite import Judged, Sample, interleave, mean
+from qwen_hpc.sandbox.config import SandboxConfig
 
 HUMANEVAL_CUTS = ("<|endoftext|>", "\n\n\n", "\n\n", "def ")
 MBPP_SHOTS = (2, 3, 4)
@@ -62,9 +63,11 @@ class CodeTask:
     stop_strings: tuple[str, ...] = ()
 
     def __init__(self, *, limit: int = 0, samples: int = 1, pass_k: Sequence[int] = (1,),
-                 timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None,
+                 sandbox: SandboxConfig | None = None) -> None:
         self.limit, self.n, self.pass_k = limit, samples, tuple(pass_k)
         self.timeout_s, self.workers = timeout_s, workers
+        self.sandbox = sandbox  # given: its limits, workers and isolation replace timeout_s/workers
 
     def samples_per_problem(self, _settings: Any = None) -> int:
         return self.n
@@ -74,16 +77,19 @@ class CodeTask:
         from qwen_hpc.sandbox import isolation
 
         try:
-            isolation()
+            isolation(self.isolation_mode)
         except RuntimeError as exc:
             return str(exc)
         return None
 
-    @staticmethod
-    def isolation_report() -> dict[str, str]:
+    @property
+    def isolation_mode(self) -> str:
+        return self.sandbox.isolation if self.sandbox is not None else "auto"
+
+    def isolation_report(self) -> dict[str, str]:
         from qwen_hpc.sandbox import isolation
 
-        active = isolation()
+        active = isolation(self.isolation_mode)
         return {"mode": active.mode, "reason": active.reason}
 
     def completion(self, text: str) -> str:
@@ -98,7 +104,11 @@ class CodeTask:
         texts = [[o] if isinstance(o, str) else list(o) for o in outputs]
         completions = [[self.completion(t) for t in row] for row in texts]
         sources = [self.program(s, c) for s, row in zip(samples, completions, strict=True) for c in row]
-        results = iter(check_programs(sources, self.timeout_s, workers=self.workers))
+        if self.sandbox is not None:
+            results = iter(check_programs(sources, None, limits=self.sandbox.limits, workers=self.sandbox.workers,
+                                          isolation_mode=self.sandbox.isolation))
+        else:
+            results = iter(check_programs(sources, self.timeout_s, workers=self.workers))
         judged = []
         for row in completions:
             verdicts = [next(results) for _ in row]
@@ -179,6 +189,7 @@ class Mbpp(CodeTask):
         return mbpp_program(completion, sample.extra["test_list"], sample.extra["setup"])
 
 
-def build(name: str, *, limit: int = 0, samples: int = 1, pass_k: Sequence[int] = (1,)) -> CodeTask:
+def build(name: str, *, limit: int = 0, samples: int = 1, pass_k: Sequence[int] = (1,),
+          sandbox: SandboxConfig | None = None) -> CodeTask:
     cls = {"humaneval": HumanEval, "mbpp": Mbpp}[name]
-    return cls(limit=limit, samples=samples, pass_k=pass_k)
+    return cls(limit=limit, samples=samples, pass_k=pass_k, sandbox=sandbox)

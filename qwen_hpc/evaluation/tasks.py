@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from qwen_hpc.sandbox.config import SandboxConfig
+
 BENCHMARKS = ("mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneval", "mbpp", "bbh")
 CHAT_BENCHMARKS = ("mmlu", "ceval", "gsm8k", "humaneval", "bbh")  # Table 5's columns
 
@@ -17,6 +19,7 @@ class TaskSettings:
     math_split: str = "math500"
     samples_per_task: int = 1  # code tasks: n samples per problem for pass@k
     pass_k: tuple[int, ...] = (1,)
+    sandbox: SandboxConfig | None = None  # code tasks: limits, workers, isolation (None: the defaults)
 
 
 def build_task(name: str, settings: TaskSettings) -> Any:
@@ -57,5 +60,6 @@ def build_task(name: str, settings: TaskSettings) -> Any:
     if name in ("humaneval", "mbpp"):
         from qwen_hpc.evaluation import code_tasks
 
-        return code_tasks.build(name, limit=s.limit, samples=s.samples_per_task, pass_k=s.pass_k)
+        return code_tasks.build(name, limit=s.limit, samples=s.samples_per_task, pass_k=s.pass_k,
+                                sandbox=s.sandbox)
     raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")

@@ -42,6 +42,7 @@ def benchmark_tasks(cfg: QwenConfig, max_length: int | None = None) -> tuple[lis
         math_split=ev.math_split,
         samples_per_task=ev.samples_per_task,
         pass_k=tuple(ev.pass_k),
+        sandbox=ev.sandbox,
     )
     tasks = [build_task(name, settings) for name in ev.tasks if name != "perplexity"]
     root = data_root(cfg)
