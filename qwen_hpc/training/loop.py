@@ -306,6 +306,7 @@ def _step_metrics(run: _Run, train: TrainConfig, outcome: Any, seconds: float) -
         "iteration_time_s": seconds,
         "loss_tokens_per_s": outcome.tokens / seconds,  # tokens that carry loss (SFT: supervised tokens)
         "skipped_steps": run.state.skipped_steps,
+        "update_skipped": 0.0 if outcome.finite else 1.0,
     }
     if train.peak_flops_per_device > 0:
         metrics["mfu"] = run.flops_per_step / (seconds * run.world_size * train.peak_flops_per_device)
@@ -433,7 +434,7 @@ def _loop(run: _Run, train: TrainConfig, should_stop: Callable[[], bool]) -> Tra
         if outcome.finite:
             first, last = (outcome.loss if first is None else first), outcome.loss
         else:
-            log.warning("non-finite loss at iteration %d: optimizer step skipped", state.iteration)
+            log.warning("%s at iteration %d: optimizer step skipped", outcome.skip_reason, state.iteration)
         times.append(seconds)
         metrics = _step_metrics(run, train, outcome, seconds)
         if train.eval_interval and state.iteration % train.eval_interval == 0:

@@ -4,7 +4,7 @@ The objective is next-token cross-entropy (labels are the inputs shifted by one,
 the tokens of each micro-batch and then over the micro-batches of a global batch. Gradient accumulation
 across micro-batches, the pipeline schedule and the data-parallel gradient all-reduce are Megatron's
 (`get_forward_backward_func`, `DistributedDataParallel`); this module supplies the forward step, the loss
-reduction across ranks and the non-finite-loss guard, and keeps them out of the training loop.
+reduction across ranks and the non-finite guard (loss and gradient norm), and keeps them out of the loop.
 """
 
 from __future__ import annotations
@@ -78,9 +78,14 @@ class StepOutcome:
 
     @property
     def finite(self) -> bool:
-        # A non-finite grad norm with a finite loss is counted too (the update has happened by then; the
-        # following losses turn non-finite and the guard stops the run).
+        """False when the loss or the gradient norm is inf/NaN: such a step made no update."""
         return math.isfinite(self.loss) and (self.grad_norm is None or math.isfinite(self.grad_norm))
+
+    @property
+    def skip_reason(self) -> str:
+        if not math.isfinite(self.loss):
+            return "non-finite loss"
+        return "non-finite gradient norm" if not self.finite else ""
 
 
 @dataclass
@@ -109,8 +114,19 @@ class StepContext:
         )
 
 
+def global_grad_norm(optimizer: Any) -> float:
+    """L2 norm of the whole model's gradient (every TP/PP shard, after the data-parallel reduction), read
+    before any update. Megatron's optimizer steps clip with a non-finite norm and write NaN weights (only a
+    loss-scaled FP16 run checks for inf there), so the caller must look first. `prepare_grads` copies the
+    reduced model gradients to the optimizer's main gradients; `step` repeats that copy, which is idempotent
+    (BF16 and FP32 runs have no loss scaler that a second call would apply twice)."""
+    optimizer.prepare_grads()
+    return float(optimizer.get_grad_norm())
+
+
 def train_step(ctx: StepContext, data_iterator: Any) -> StepOutcome:
-    """Forward/backward over one global batch; optimizer and LR step only when the loss is finite."""
+    """Forward/backward over one global batch; optimizer and LR step only when the loss and the gradient
+    norm are finite (a skipped step leaves weights, optimizer moments and LR schedule untouched)."""
     ctx.ddp_model.zero_grad_buffer()
     ctx.optimizer.zero_grad()
     loss_sum, tokens = reduce_loss(ctx.run_schedule(data_iterator, forward_only=False))
@@ -118,7 +134,11 @@ def train_step(ctx: StepContext, data_iterator: Any) -> StepOutcome:
     lr = float(ctx.optimizer.param_groups[0]["lr"])
     if not math.isfinite(loss):
         return StepOutcome(loss, tokens, None, updated=False, lr=lr)
+    norm = global_grad_norm(ctx.optimizer)
+    if not math.isfinite(norm):
+        return StepOutcome(loss, tokens, norm, updated=False, lr=lr)
     updated, grad_norm, _ = ctx.optimizer.step()
+    grad_norm = norm if grad_norm is None else grad_norm  # clip_grad=0: the step reports no norm
     if updated:
         ctx.scheduler.step(increment=1)
     return StepOutcome(loss, tokens, None if grad_norm is None else float(grad_norm), bool(updated), lr)

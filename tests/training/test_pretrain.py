@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from qwen_hpc.evaluation.perplexity import validation_perplexity
+from qwen_hpc.training import loop as loop_module
 from qwen_hpc.training import step as step_module
 from qwen_hpc.training.data import build_index_caches
 from qwen_hpc.training.loop import TrainResult, pretrain
@@ -177,6 +178,62 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(
     )
     assert result.first_loss is None and result.checkpoint is None
     assert [m["skipped_steps"] for _, m in tracker.rows] == [1, 2]  # the third stops before logging
+
+
+class _InfGradient(torch.autograd.Function):
+    """Identity forward (the loss stays finite), an infinite gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        return grad * float("inf")
+
+
+def _inf_gradient_at(monkeypatch, steps: set[int]) -> None:
+    """From now on, every micro-batch of the listed global steps (1-based) back-propagates an inf gradient."""
+    real_loss, real_step, calls = step_module._loss_func, step_module.train_step, [0]
+
+    def loss(loss_mask, output_tensor):
+        if calls[0] in steps:
+            output_tensor = _InfGradient.apply(output_tensor)
+        return real_loss(loss_mask, output_tensor)
+
+    def counting_step(ctx, data_iterator):
+        calls[0] += 1
+        return real_step(ctx, data_iterator)
+
+    monkeypatch.setattr(step_module, "_loss_func", loss)
+    monkeypatch.setattr(loop_module, "train_step", counting_step)
+
+
+def test_an_inf_gradient_with_a_finite_loss_skips_the_update(
+    blend, reference: Run, tmp_path: Path, monkeypatch
+) -> None:
+    _inf_gradient_at(monkeypatch, {5})
+    result, tracker = _pretrain(blend, tmp_path / "run", reference.cache)
+    assert result.status == "completed" and result.metrics["skipped_steps"] == 1
+    row = dict(tracker.rows)[5]
+    assert math.isfinite(row["loss"]) and not math.isfinite(row["grad_norm"])
+    assert row["update_skipped"] == 1.0 and row["skipped_steps"] == 1
+    # skipped, not applied: the weights stay finite and training goes on learning
+    assert all(math.isfinite(loss) for loss in tracker.series("loss").values())
+    assert math.isfinite(result.last_loss) and result.last_loss < result.first_loss
+    # the LR schedule did not advance on the skipped step: step 6 uses the LR step 5 would have used
+    lrs = tracker.series("lr")
+    assert lrs[6] == lrs[5] and lrs[5] != lrs[4]
+    ref = reference.tracker.series("loss")
+    assert tracker.series("loss")[4] == ref[4]
+
+
+def test_inf_gradients_in_a_row_stop_the_run(blend, reference: Run, tmp_path: Path, monkeypatch) -> None:
+    _inf_gradient_at(monkeypatch, {2, 3, 4, 5})
+    result, tracker = _pretrain(blend, tmp_path / "run", reference.cache, max_consecutive_nonfinite=3)
+    assert (result.status, result.iteration) == ("failed", 4)
+    assert result.metrics["skipped_steps"] == 3 and "3 consecutive non-finite" in result.metrics["error"]
+    assert [m["update_skipped"] for _, m in tracker.rows] == [0.0, 1.0, 1.0]
 
 
 def test_validation_perplexity_matches_training_eval(blend, reference: Run) -> None:
