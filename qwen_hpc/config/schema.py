@@ -27,6 +27,7 @@ from qwen_hpc.config.stages import (
     TokensStageConfig,
 )
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.utils.config_fields import runtime
 
 
 @dataclass
@@ -58,5 +59,6 @@ class QwenConfig:
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
     export_hf: ExportHfStageConfig = field(default_factory=ExportHfStageConfig)
     import_hf: ImportHfStageConfig = field(default_factory=ImportHfStageConfig)
-    launcher: LauncherConfig = field(default_factory=LauncherConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # where and how stages run and are observed: never part of a stage's output (see config_fields)
+    launcher: LauncherConfig = runtime(default_factory=LauncherConfig)
+    logger: LoggerConfig = runtime(default_factory=LoggerConfig)

@@ -1,5 +1,7 @@
 """One config dataclass per stage. Domain components bring their own dataclasses; a stage config
-adds only what the stage itself needs (its resources, its knobs)."""
+adds only what the stage itself needs (its resources, its knobs). Fields made with `runtime(...)` say how
+the stage runs (resources, workers, memory knobs) and never enter its config hash
+(`qwen_hpc.utils.config_fields`)."""
 
 from __future__ import annotations
 
@@ -12,27 +14,28 @@ from qwen_hpc.model.long_context import SETTINGS
 from qwen_hpc.sandbox.config import SandboxConfig
 from qwen_hpc.tokenizer.config import TokenizerConfig
 from qwen_hpc.training.config import OptimizerConfig, TrainConfig
+from qwen_hpc.utils.config_fields import runtime
 
 
 @dataclass
 class DataStageConfig(DataConfig):
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
 @dataclass
 class TokenizerStageConfig(TokenizerConfig):
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
 @dataclass
 class TokensStageConfig:
-    workers: int = 2
+    workers: int = runtime(2)
     # of the workers, how many are threads of the stage's own process (the rest spawned processes): they
     # start at once and share one vocabulary, and tiktoken encodes without the GIL, so two threads scale
     # like two processes; more queue on the GIL for JSON parsing and per-document Python (~10-20 %)
-    caller_threads: int = 2
+    caller_threads: int = runtime(2)
     append_eod: bool = True
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -45,7 +48,7 @@ class TokensStageConfig:
 class PretrainStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
 EVAL_TASKS = ("perplexity", "mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneval", "mbpp", "bbh")
@@ -53,7 +56,7 @@ EVAL_TASKS = ("perplexity", "mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneva
 
 @dataclass
 class SFTStageConfig(SFTConfig):
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
 @dataclass
@@ -76,7 +79,7 @@ class EvaluateStageConfig:
     micro_batch_size: int = 8  # perplexity
     # HumanEval/MBPP programs: limits per program, parallel sandboxes, isolation (qwen_hpc/sandbox/config.py)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
         if self.eval_iters < 1:
@@ -115,10 +118,10 @@ class LongContextStageConfig:
     num_documents: int = 8  # held-out documents, each at least the longest length + 1 tokens
     held_out: str = "valid"  # valid | test: which held-out part of pretrain.train.split to read
     batch_size: int = 1
-    attention_chunk: int = 1024  # queries per attention block of a long prefill (memory ~ chunk x keys)
+    attention_chunk: int = runtime(1024)  # queries per attention block of a long prefill (memory ~ chunk x keys)
     # empty: the pretrain stage's latest checkpoint with `model`; else an HF folder or an import_hf folder
     checkpoint: str = ""
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
         if not self.lengths or any(x <= 0 for x in self.lengths):
@@ -139,7 +142,7 @@ class LongContextStageConfig:
 class ReportStageConfig:
     title: str = "qwen-hpc report"
     smoothing: int = 10
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
         if self.smoothing < 1:
@@ -153,7 +156,7 @@ class ExportHfStageConfig:
     # empty: runs/<experiment>/export_hf/hf
     output: str = ""
     dtype: str = "float32"
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -166,7 +169,7 @@ class ImportHfStageConfig:
     output: str = ""  # empty: runs/<experiment>/import_hf/model
     tp: int = 1
     pp: int = 1
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
     def __post_init__(self) -> None:
         if self.tp < 1 or self.pp < 1:

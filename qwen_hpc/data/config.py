@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Optional  # noqa: UP035 - OmegaConf structured configs want typing generics
 
 from qwen_hpc.data.paths import describe_missing
+from qwen_hpc.utils.config_fields import runtime
 
 SOURCE_FORMATS = ("jsonl", "text", "parquet")
 SOURCE_KINDS = ("text", "code")
@@ -262,7 +263,7 @@ class DecontaminationConfig:
     )
     # false: a benchmark whose files are not under the data root is skipped with a warning and listed as
     # missing in stats.json (a fresh machine has no data root); true: that is an error
-    require_all: bool = False
+    require_all: bool = runtime(False)  # a check before the work, not part of its output
 
     def __post_init__(self) -> None:
         from qwen_hpc.data.decontam import BENCHMARKS  # the registry of readers
@@ -309,7 +310,8 @@ class DataConfig:
     quality_model: QualityModelConfig = field(default_factory=QualityModelConfig)
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
-    workers: int = 2  # processes for the per-shard step when not on Slurm (a Slurm array takes one task each)
+    # processes for the per-shard step when not on Slurm (a Slurm array takes one task each)
+    workers: int = runtime(2)
     task_mb: float = 256.0  # per-shard task size: larger JSONL/Parquet files are split into parts (0: whole files)
 
     def __post_init__(self) -> None:

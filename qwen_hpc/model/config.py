@@ -10,10 +10,10 @@ cores in well under a minute, big enough that its loss visibly falls within ~200
 from __future__ import annotations
 
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from typing import Optional
 
 from qwen_hpc.model.long_context import LongContextConfig
+from qwen_hpc.utils.config_fields import runtime, scoped
 
 
 def _require(ok: bool, message: str) -> None:
@@ -43,9 +43,10 @@ class ModelConfig:
     # 14B/72B, spec §3.2); None = pad the tokenizer's vocabulary by the rule above.
     padded_vocab_size: Optional[int] = None  # noqa: UP045
     # Vocabulary the paper's tokenizer has (151,643 BPE + 208 special tokens); used by `describe` only.
-    reference_vocab_size: int = 151851
-    # Inference past seq_length (Qwen §2.5): dynamic NTK, LogN, layer-wise windows. Never used in training.
-    long_context: LongContextConfig = dataclass_field(default_factory=LongContextConfig)
+    reference_vocab_size: int = runtime(151851)
+    # Inference past seq_length (Qwen §2.5): dynamic NTK, LogN, layer-wise windows. Never used in training,
+    # so hashed only by the stages that list `model.long_context` (long_context, export_hf), not by pretrain.
+    long_context: LongContextConfig = scoped(default_factory=LongContextConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.long_context, dict):  # read back from model_config.json

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.outputs import MARKER
 from qwen_hpc.tracking.base import NullTracker, Tracker
+from qwen_hpc.utils.config_fields import field_schema, output_view
 from qwen_hpc.utils.hashing import hash_obj
 from qwen_hpc.utils.io import read_json, write_json
 
@@ -83,15 +84,21 @@ def stage_dir(cfg: QwenConfig, stage: str) -> Path:
     return run_dir(cfg) / stage
 
 
-def _strip_resources(section: Any) -> Any:
-    if isinstance(section, dict):
-        return {k: _strip_resources(v) for k, v in section.items() if k != "resources"}
-    return section
+def config_view(module: StageModule, plain_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of the config that decides this stage's output: its CONFIG_KEYS sections without the
+    fields declared `runtime` (how it runs) and without `scoped` fields the stage does not name
+    (`model.long_context` counts for long_context and export_hf only). See qwen_hpc.utils.config_fields."""
+    include = frozenset(k for k in module.CONFIG_KEYS if "." in k)
+    sections = dict.fromkeys(k.split(".")[0] for k in module.CONFIG_KEYS)
+    schemas = {f.name: field_schema(QwenConfig, f.name) for f in dataclasses.fields(QwenConfig)}
+    return {
+        key: output_view(schemas.get(key), plain_cfg.get(key), include=include, path=key) for key in sections
+    }
 
 
 def config_hash(module: StageModule, plain_cfg: dict[str, Any]) -> str:
-    """Hash of the config sections that decide this stage's output (not where or how it runs)."""
-    return hash_obj({key: _strip_resources(plain_cfg.get(key)) for key in module.CONFIG_KEYS})
+    """Hash of the config that decides this stage's output (not where or how it runs)."""
+    return hash_obj(config_view(module, plain_cfg))
 
 
 def upstream_lineages(module: StageModule, cfg: QwenConfig) -> dict[str, str | None]:

@@ -14,7 +14,7 @@ from qwen_hpc.stages.base import StageContext, StageResult
 
 NAME = "export_hf"
 DESCRIPTION = "the trained model as a Hugging Face Qwen2 folder (safetensors, config, tokenizer, ChatML)"
-CONFIG_KEYS = ("model", "export_hf")
+CONFIG_KEYS = ("model", "model.long_context", "export_hf")  # model.long_context: inference settings
 UPSTREAM = ("tokenizer", "pretrain")
 DISTRIBUTED = False
 

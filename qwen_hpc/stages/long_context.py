@@ -20,7 +20,7 @@ from qwen_hpc.stages.base import StageContext, StageResult
 
 NAME = "long_context"
 DESCRIPTION = "perplexity vs context length: plain / +dynamic NTK / +LogN / +window attention (Table 3)"
-CONFIG_KEYS = ("model", "long_context")
+CONFIG_KEYS = ("model", "model.long_context", "long_context")  # model.long_context: inference settings
 UPSTREAM = ("tokens", "pretrain")
 DISTRIBUTED = False
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from qwen_hpc.model.config import ModelConfig
+from qwen_hpc.utils.config_fields import runtime
 
 DECAY_STYLES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -84,16 +85,17 @@ class TrainConfig:
     tensor_model_parallel_size: int = 1
     pipeline_model_parallel_size: int = 1
     seed: int = 1234
-    log_interval: int = 1
-    eval_interval: int = 50  # 0 = no evaluation during training
+    # runtime(...): how the run is observed and kept, not what it learns (never in the config hash)
+    log_interval: int = runtime(1)
+    eval_interval: int = runtime(50)  # 0 = no evaluation during training (a final one always runs)
     eval_iters: int = 4  # global batches per evaluation
-    save_interval: int = 100  # 0 = save only at the end (and on preemption)
-    keep_last_checkpoints: int = 2
+    save_interval: int = runtime(100)  # 0 = save only at the end (and on preemption)
+    keep_last_checkpoints: int = runtime(2)
     split: str = "95,5,0"  # train,valid,test weights of each source
     precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU | fp32 | bf16
-    max_consecutive_nonfinite: int = 5
+    max_consecutive_nonfinite: int = runtime(5)
     use_distributed_optimizer: bool = False
-    peak_flops_per_device: float = 0.0  # FLOP/s of one device at the run's precision; 0 = no MFU
+    peak_flops_per_device: float = runtime(0.0)  # FLOP/s of one device at the run's precision; 0 = no MFU
 
     def __post_init__(self) -> None:
         _require_int(

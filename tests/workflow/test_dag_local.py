@@ -1,9 +1,8 @@
-"""The main job: the whole `tiny` experiment through Snakemake on this machine, as `snakemake --cores 2`."""
+"""The main job: the whole `tiny` experiment through Snakemake on this machine, as `snakemake --cores 2`
+(the `tiny_dag` fixture in conftest.py, shared with test_rerun_triggers.py)."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,6 @@ from qwen_hpc.utils.io import read_json
 from tests.workflow.helpers import STAGES, describe, snakemake
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_dag(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("dag")
-    start = time.perf_counter()
-    proc = snakemake(workdir, "--cores", "2")
-    wall = time.perf_counter() - start
-    assert proc.returncode == 0, describe(proc)
-    (workdir / "wall_s.json").write_text(json.dumps({"tiny_dag_wall_s": round(wall, 1)}))
-    print(f"tiny DAG wall time: {wall:.1f} s")
-    return workdir
 
 
 def test_every_stage_succeeds_and_loss_falls(tiny_dag: Path) -> None:

@@ -1,4 +1,6 @@
 # Shared settings of every rule: which experiment, which launcher, extra overrides.
+from qwen_hpc.stages.plan import config_hashes
+
 EXPERIMENT = config.get("experiment", "tiny")
 LAUNCHER = config.get("launcher", "local")
 RUNS = config.get("runs", "runs")
@@ -9,6 +11,20 @@ RUN_NAME = config.get("run_name", EXPERIMENT)
 QWEN_ARGS = (
     f"experiment={EXPERIMENT} launcher={LAUNCHER} run.root={RUNS} run.name={RUN_NAME} {OVERRIDES}"
 )
+
+
+# Snakemake reruns a rule whose params changed: a rule's only param is its stage's config hash, the part of
+# the config that decides the stage's output (qwen_hpc/stages/base.py), so a knob that only says how a stage
+# runs (workers, logging, resources, launcher ...) reruns nothing. A dependant reruns because its input
+# marker is newer. The arguments themselves go into the command text, which is not a rerun trigger.
+CONFIG_HASHES = config_hashes(QWEN_ARGS)
+
+
+def command(stage):
+    """The shell command of a rule: `qwen-hpc <stage> <arguments>` (braces escaped for Snakemake)."""
+    name = {"export_hf": "export-hf", "import_hf": "import-hf"}.get(stage, stage)
+    args = QWEN_ARGS.replace("{", "{{").replace("}", "}}")
+    return f"qwen-hpc {name} {args} > {{log}} 2>&1"
 
 
 def marker(stage):

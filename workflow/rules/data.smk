@@ -6,6 +6,6 @@ rule data:
     log:
         stage_log("data"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["data"],
     shell:
-        "qwen-hpc data {params.args} > {log} 2>&1"
+        command("data")

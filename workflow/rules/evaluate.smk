@@ -6,6 +6,6 @@ rule evaluate:
     log:
         stage_log("evaluate"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["evaluate"],
     shell:
-        "qwen-hpc evaluate {params.args} > {log} 2>&1"
+        command("evaluate")

@@ -6,6 +6,6 @@ rule export_hf:
     log:
         stage_log("export_hf"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["export_hf"],
     shell:
-        "qwen-hpc export-hf {params.args} > {log} 2>&1"
+        command("export_hf")

@@ -8,6 +8,6 @@ rule import_hf:
     log:
         stage_log("import_hf"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["import_hf"],
     shell:
-        "qwen-hpc import-hf {params.args} > {log} 2>&1"
+        command("import_hf")

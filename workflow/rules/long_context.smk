@@ -6,6 +6,6 @@ rule long_context:
     log:
         stage_log("long_context"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["long_context"],
     shell:
-        "qwen-hpc long_context {params.args} > {log} 2>&1"
+        command("long_context")

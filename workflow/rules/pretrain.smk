@@ -6,6 +6,6 @@ rule pretrain:
     log:
         stage_log("pretrain"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["pretrain"],
     shell:
-        "qwen-hpc pretrain {params.args} > {log} 2>&1"
+        command("pretrain")

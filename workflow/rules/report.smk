@@ -6,6 +6,6 @@ rule report:
     log:
         stage_log("report"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["report"],
     shell:
-        "qwen-hpc report {params.args} > {log} 2>&1"
+        command("report")

@@ -6,6 +6,6 @@ rule tokenizer:
     log:
         stage_log("tokenizer"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["tokenizer"],
     shell:
-        "qwen-hpc tokenizer {params.args} > {log} 2>&1"
+        command("tokenizer")

@@ -6,6 +6,6 @@ rule tokens:
     log:
         stage_log("tokens"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["tokens"],
     shell:
-        "qwen-hpc tokens {params.args} > {log} 2>&1"
+        command("tokens")

@@ -1,0 +1,19 @@
+"""What a workflow needs to know about a config before running anything: each stage's config hash.
+
+Snakemake reruns a rule whose params changed; the rules take this hash as their only param, so that only
+a change to what decides a stage's output (never a runtime knob) reruns it.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from qwen_hpc.config.compose import load
+from qwen_hpc.stages.base import config_hash
+from qwen_hpc.stages.registry import STAGE_NAMES, get_stage
+
+
+def config_hashes(args: str) -> dict[str, str]:
+    """{stage: config hash} for the overrides a workflow passes to every `qwen-hpc <stage>` command."""
+    plain, _ = load(shlex.split(args))
+    return {name: config_hash(get_stage(name), plain) for name in STAGE_NAMES}
