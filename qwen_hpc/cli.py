@@ -1,6 +1,7 @@
 """`qwen-hpc <stage> [hydra overrides]`: compose, validate, then run or submit one stage of the recipe.
 
-Extra commands: `qwen-hpc validate [overrides]` checks a config without running anything; `--cfg job`
+Extra commands: `qwen-hpc validate [stage ...] [--no-inputs] [overrides]` runs every pre-submission check
+without running anything; `--cfg job`
 (or `--cfg all`) prints the composed config, as Hydra apps do.
 """
 
@@ -32,7 +33,8 @@ def _usage() -> str:
     lines += [
         "",
         "Other commands:",
-        "  validate   compose and validate the config (and check inputs), run nothing",
+        "  validate   [stage ...] [--no-inputs]: every pre-submission check of those stages (default: the",
+        "             DAG): config, layout, launcher/Slurm, inputs (--no-inputs: reported, not fatal); runs nothing",
         "  generate   sample from an HF or import_hf folder: generate model=<dir> prompt='...' (see --help)",
         "  chat       an interactive ChatML conversation with a model (see chat --help)",
         "  agent      a ReAct agent with tools: agent model=<dir> tools=calculator,code_interpreter",
@@ -112,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     overrides = _stage_short_forms(command, overrides)
     if command == "describe":
         return _describe(overrides)
+    validate_stages, check_inputs = [], True
+    if command == "validate":
+        check_inputs = "--no-inputs" not in overrides
+        named = [COMMAND_ALIASES.get(a, a) for a in overrides if a != "--no-inputs" and "=" not in a]
+        unknown = [a for a in named if a not in STAGE_NAMES]
+        if unknown:
+            print(f"qwen-hpc validate: unknown stage(s) {unknown}; stages: {', '.join(STAGE_NAMES)}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+        validate_stages = named
+        overrides = [a for a in overrides if a != "--no-inputs" and "=" in a]
     if command not in (*STAGE_NAMES, "validate"):
         print(f"qwen-hpc: unknown stage {command!r}\n\n{_usage()}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -131,9 +143,44 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     _absolutize(plain, typed)
     if command == "validate":
-        print(json.dumps({"config": "ok", "experiment": typed.run.name, "launcher": typed.launcher.kind}))
-        return EXIT_OK
+        return _validate(validate_stages, plain, typed, check_inputs=check_inputs)
     return _dispatch(command, plain, typed)
+
+
+def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: bool) -> int:
+    """`qwen-hpc validate [stage ...] [--no-inputs] [overrides]`: every check a stage makes before it submits
+    anything, for the named stages (default: the whole DAG), without running or writing anything.
+
+    Impossible settings (layout, launcher/Slurm) fail; missing inputs (source files, vocabularies, an
+    upstream stage's output not produced by a stage validated with it) fail too, unless `--no-inputs`,
+    which reports them and passes."""
+    from qwen_hpc.stages.base import MARKER, stage_dir
+    from qwen_hpc.stages.preflight import config_problems, input_problems
+    from qwen_hpc.stages.registry import get_stage
+
+    if not stages:
+        stages = [s for s in STAGE_NAMES if s != "import_hf" or cfg.import_hf.hf_path]
+    errors, missing = [], []
+    for stage in stages:
+        errors += [f"{stage}: {p}" for p in config_problems(stage, cfg)]
+        missing += [f"{stage}: {p}" for p in input_problems(stage, cfg)]
+        for up in get_stage(stage).UPSTREAM:
+            if up not in stages and not (stage_dir(cfg, up) / MARKER).exists():
+                missing.append(f"{stage}: needs {up} first: no {stage_dir(cfg, up) / MARKER}")
+    for line in errors + missing:
+        print(f"qwen-hpc: {line}", file=sys.stderr)
+    failed = bool(errors) or (check_inputs and bool(missing))
+    report = {
+        "config": "invalid" if failed else "ok",
+        "experiment": cfg.run.name,
+        "launcher": cfg.launcher.kind,
+        "stages": stages,
+        "problems": errors,
+        "missing_inputs": missing,
+        "inputs_checked": check_inputs,
+    }
+    print(json.dumps(report))
+    return EXIT_BAD_CONFIG if failed else EXIT_OK
 
 
 def _describe(overrides: list[str]) -> int:
@@ -155,16 +202,18 @@ def _dispatch(stage: str, plain: dict, cfg: QwenConfig) -> int:
     from qwen_hpc.launch.job import StagePreempted, task_rank
     from qwen_hpc.launch.submit import StageCancelled, effective_launcher, run_inline, submit_and_wait
     from qwen_hpc.stages.base import stage_dir
-    from qwen_hpc.stages.preflight import PreflightError, preflight
+    from qwen_hpc.stages.preflight import config_problems, input_problems
     from qwen_hpc.stages.runner import StageInputError, check_ready
 
     log = logging.getLogger("qwen_hpc.cli")
     typed_config(plain, cfg)  # the debug launcher runs the stage in this process: it reuses this one
+    problems = config_problems(stage, cfg) + input_problems(stage, cfg)
     try:
-        preflight(stage, cfg)
         up_to_date, lineage = check_ready(stage, plain, cfg)
-    except (StageInputError, PreflightError, UnknownStageError) as exc:
-        print(f"qwen-hpc: {exc}", file=sys.stderr)
+    except (StageInputError, UnknownStageError) as exc:
+        problems.append(str(exc))
+    if problems:
+        print("\n".join(f"qwen-hpc: {p}" for p in problems), file=sys.stderr)
         return EXIT_BAD_CONFIG
     if up_to_date:
         log.info("stage %s is up to date: nothing to do", stage)

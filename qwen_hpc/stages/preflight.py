@@ -1,13 +1,42 @@
 """Checks that must pass before a job is submitted: a missing input or an impossible parallel layout is a
-config error, not a job failure (or a hung 512-GPU allocation)."""
+config error, not a job failure (or a hung 512-GPU allocation).
+
+Two kinds of problem, found by the same functions for `qwen-hpc <stage>` and `qwen-hpc validate`:
+- `config_problems`: the settings cannot work (layout divisibility, launcher/Slurm settings);
+- `input_problems`: something the stage reads is not there yet (source files, a vocabulary, a checkpoint,
+  an upstream stage's output). `validate --no-inputs` reports these without failing.
+"""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+from qwen_hpc.config.launcher import LauncherConfig
 from qwen_hpc.config.schema import QwenConfig
+
+# sbatch options with a first-class launcher key: given again in additional_sbatch they conflict
+_FIRST_CLASS_SBATCH = {
+    "time": "timeout_min", "nodes": "nodes", "ntasks-per-node": "tasks_per_node", "partition": "partition",
+    "account": "account", "qos": "qos", "mem": "mem_gb", "gpus-per-node": "gpus_per_node",
+    "cpus-per-task": "cpus_per_task", "signal": "signal_delay_s",
+}
+
+
+# stages that run the model on a TP/PP/DP layout
+TRAINING_LAYOUT_STAGES = ("pretrain", "evaluate", "sft")
 
 
 class PreflightError(ValueError):
     pass
+
+
+def stage_launcher(cfg: QwenConfig, stage: str) -> LauncherConfig:
+    """The launcher the stage's job gets: `launcher` after the stage's own `resources`."""
+    from qwen_hpc.launch.submit import effective_launcher
+
+    return effective_launcher(cfg.launcher, getattr(cfg, stage).resources)
 
 
 def job_world_size(cfg: QwenConfig, stage: str) -> int:
@@ -15,9 +44,8 @@ def job_world_size(cfg: QwenConfig, stage: str) -> int:
     (the debug launcher runs the stage in this process: one task, or every task of the `srun` step it is
     part of — `sbatch --ntasks=N slurm/stage.sbatch` — whose world is the allocation's)."""
     from qwen_hpc.launch.distributed import srun_world_size
-    from qwen_hpc.launch.submit import effective_launcher
 
-    launcher = effective_launcher(cfg.launcher, getattr(cfg, stage).resources)
+    launcher = stage_launcher(cfg, stage)
     if launcher.kind == "debug":
         return srun_world_size() or 1
     return launcher.nodes * launcher.tasks_per_node
@@ -49,36 +77,141 @@ def check_training_layout(stage: str, cfg: QwenConfig) -> None:
         ) from exc
 
 
-def preflight(stage: str, cfg: QwenConfig) -> None:
+def _slurm_partitions() -> set[str] | None:
+    """Partitions the Slurm controller knows, or None when it cannot be asked (no sinfo, no answer)."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return {line.strip().rstrip("*") for line in proc.stdout.splitlines() if line.strip()}
+
+
+def launcher_problems(stage: str, cfg: QwenConfig) -> list[str]:
+    """Launcher settings this stage's job cannot run with."""
+    launcher, problems = stage_launcher(cfg, stage), []
+    where = f"launcher (after {stage}.resources)"
+    distributed = stage in TRAINING_LAYOUT_STAGES
+    if launcher.kind == "local" and launcher.nodes > 1:
+        problems.append(f"{where}: nodes={launcher.nodes} needs launcher=slurm (the local launcher has one node)")
+    if distributed and 0 < launcher.gpus_per_node < launcher.tasks_per_node:
+        problems.append(
+            f"{where}: tasks_per_node={launcher.tasks_per_node} > gpus_per_node={launcher.gpus_per_node}: "
+            "two ranks would share a GPU (NCCL refuses)"
+        )
+    if launcher.kind != "slurm":
+        return problems
+    if shutil.which("sbatch") is None:
+        problems.append(f"{where}: launcher=slurm but `sbatch` is not on PATH (not a Slurm submit host?)")
+    for key in launcher.additional_sbatch:
+        name = key.lstrip("-").replace("_", "-")
+        if name in _FIRST_CLASS_SBATCH:
+            problems.append(
+                f"{where}: additional_sbatch.{key} duplicates launcher.{_FIRST_CLASS_SBATCH[name]}; set that instead"
+            )
+    if launcher.partition:
+        known = _slurm_partitions()
+        if known is not None and launcher.partition not in known:
+            problems.append(
+                f"{where}: partition={launcher.partition!r} is not a Slurm partition here "
+                f"(sinfo lists: {', '.join(sorted(known)) or 'none'})"
+            )
+    return problems
+
+
+def config_problems(stage: str, cfg: QwenConfig) -> list[str]:
+    """Settings of this stage that cannot work, whatever is on disk."""
+    problems = []
+    if stage in TRAINING_LAYOUT_STAGES:
+        try:
+            check_training_layout(stage, cfg)
+        except PreflightError as exc:
+            problems.append(str(exc))
+    if stage == "evaluate":
+        from qwen_hpc.evaluation.suite import MissingBenchmarkData
+
+        try:
+            check_benchmarks(cfg)
+        except MissingBenchmarkData:
+            pass  # an input problem (input_problems)
+        except PreflightError as exc:
+            problems.append(str(exc))
+    if stage == "data" and not cfg.data.sources and not cfg.data.embedded_corpus:
+        problems.append("data.sources is empty and data.embedded_corpus=false: no input text")
+    return problems + launcher_problems(stage, cfg)
+
+
+def _missing_path(key: str, value: str) -> str | None:
+    return None if Path(value).expanduser().exists() else f"{key}={value}: no such file or folder"
+
+
+def input_problems(stage: str, cfg: QwenConfig) -> list[str]:
+    """Files this stage reads that are not there (upstream stages' outputs are checked by the caller)."""
+    problems: list[str] = []
     if stage == "data":
         from qwen_hpc.data.config import check_sources
 
         try:
             check_sources(cfg.data)
         except (FileNotFoundError, ValueError) as exc:
-            raise PreflightError(str(exc)) from exc
-        if not cfg.data.sources and not cfg.data.embedded_corpus:
-            raise PreflightError("data.sources is empty and data.embedded_corpus=false: no input text")
-    if stage in ("pretrain", "evaluate", "sft"):
-        check_training_layout(stage, cfg)
-    if stage == "sft":
+            problems.append(str(exc))
+    elif stage == "sft":
         from qwen_hpc.alignment.dataset import check_sft_sources
 
         try:
             check_sft_sources(cfg.sft)
         except FileNotFoundError as exc:
-            raise PreflightError(str(exc)) from exc
-    if stage == "evaluate":
-        check_benchmarks(cfg)
+            problems.append(str(exc))
+    elif stage == "evaluate":
+        from qwen_hpc.evaluation.suite import MissingBenchmarkData
+
+        try:
+            check_benchmarks(cfg)
+        except MissingBenchmarkData as exc:
+            problems.append(f"evaluate: {exc}")
+        except PreflightError:
+            pass  # a config problem (config_problems)
+    elif stage == "tokenizer" and cfg.tokenizer.kind in ("extend", "load"):
+        from qwen_hpc.tokenizer.config import resolve_path
+
+        try:
+            resolve_path(cfg.tokenizer.ranks_file)
+        except FileNotFoundError as exc:
+            problems.append(f"tokenizer.ranks_file: {exc}")
+    elif stage == "import_hf":
+        if not cfg.import_hf.hf_path:
+            problems.append("import_hf.hf_path is empty: give the Hugging Face folder (hf_path=<dir>)")
+        elif missing := _missing_path("import_hf.hf_path", cfg.import_hf.hf_path):
+            problems.append(missing)
+    elif stage == "export_hf" and cfg.export_hf.checkpoint:
+        if missing := _missing_path("export_hf.checkpoint", cfg.export_hf.checkpoint):
+            problems.append(missing)
+    elif stage == "long_context" and cfg.long_context.checkpoint:
+        if missing := _missing_path("long_context.checkpoint", cfg.long_context.checkpoint):
+            problems.append(missing)
+    return problems
 
 
 def check_benchmarks(cfg: QwenConfig) -> None:
     """Every selected benchmark has its files under the data root (unless evaluate.missing_data=skip) and a
-    prompt for the selected mode."""
+    prompt for the selected mode. Missing files raise MissingBenchmarkData (an input problem), anything
+    else PreflightError."""
     from qwen_hpc.evaluation.suite import MissingBenchmarkData
     from qwen_hpc.stages.evaluate import benchmark_tasks
 
     try:
         benchmark_tasks(cfg)
-    except (MissingBenchmarkData, ValueError) as exc:
+    except MissingBenchmarkData:
+        raise
+    except ValueError as exc:
         raise PreflightError(f"evaluate: {exc}") from exc
+
+
+def preflight(stage: str, cfg: QwenConfig) -> None:
+    """Raise PreflightError listing every problem of this stage: what `qwen-hpc <stage>` runs before submitting."""
+    problems = config_problems(stage, cfg) + input_problems(stage, cfg)
+    if problems:
+        raise PreflightError("\n".join(problems))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -126,3 +127,43 @@ def test_python_dash_m_qwen_hpc_is_the_qwen_hpc_command() -> None:
                           cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert '"experiment": "viam"' in proc.stdout
+
+
+# --- `qwen-hpc validate` runs every check a stage makes before submitting -------------------------------------
+
+
+def test_validate_rejects_a_layout_the_stage_would_reject(tmp_path: Path) -> None:
+    proc = run_qwen(["validate", f"run.root={tmp_path}", "experiment=qwen_14b",
+                     "pretrain.train.tensor_model_parallel_size=3"], check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "model.num_attention_heads=40 must be divisible by train.tensor_model_parallel_size=3" in proc.stderr
+    assert '"config": "invalid"' in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_reports_missing_inputs_and_no_inputs_makes_them_non_fatal(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "*.jsonl"
+    args = ["validate", "data", "pretrain", f"run.root={tmp_path}",
+            f"data.sources=[{{name: web, paths: ['{missing}']}}]"]
+    proc = run_qwen(args, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert str(missing) in proc.stderr and "pretrain: needs tokens first" in proc.stderr
+    relaxed = run_qwen([*args, "--no-inputs"])
+    report = json.loads(relaxed.stdout.strip().splitlines()[-1])
+    assert report["config"] == "ok" and report["stages"] == ["data", "pretrain"] and not report["problems"]
+    assert any(str(missing) in m for m in report["missing_inputs"])
+    assert any("needs tokens first" in m for m in report["missing_inputs"])
+
+
+def test_validate_whole_dag_passes_on_a_fresh_run_and_rejects_launcher_settings(tmp_path: Path) -> None:
+    ok = run_qwen(["validate", f"run.root={tmp_path}"])
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["stages"][:4] == ["data", "tokenizer", "tokens", "pretrain"]
+    proc = run_qwen(["validate", f"run.root={tmp_path}", "launcher.nodes=2"], check=False)
+    assert proc.returncode == 2 and "nodes=2 needs launcher=slurm" in proc.stderr, proc.stderr
+
+
+def test_validate_rejects_an_unknown_slurm_partition(tmp_path: Path, require_slurm: None) -> None:
+    proc = run_qwen(["validate", "tokenizer", "--no-inputs", f"run.root={tmp_path}", "launcher=slurm",
+                     "launcher.partition=no_such_partition"], check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "partition='no_such_partition' is not a Slurm partition here" in proc.stderr
