@@ -107,6 +107,7 @@ def require_slurm() -> None:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    if not DATA_ROOT.is_dir():
-        pytest.skip(f"shared datasets not found at {DATA_ROOT} (set QWEN_HPC_DATA_ROOT)")
+    """The real datasets (benchmarks, public text); tests that read them skip when there are none."""
+    if not DATA_ROOT.is_dir() or not any(DATA_ROOT.iterdir()):
+        pytest.skip(f"shared datasets not found at {DATA_ROOT} (missing or empty; set QWEN_HPC_DATA_ROOT)")
     return DATA_ROOT
