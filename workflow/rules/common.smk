@@ -1,5 +1,5 @@
 # Shared settings of every rule: which experiment, which launcher, extra overrides.
-from qwen_hpc.stages.plan import config_hashes
+from qwen_hpc.stages.plan import config_hashes, shell_command
 
 EXPERIMENT = config.get("experiment", "tiny")
 LAUNCHER = config.get("launcher", "local")
@@ -13,18 +13,11 @@ QWEN_ARGS = (
 )
 
 
-# Snakemake reruns a rule whose params changed: a rule's only param is its stage's config hash, the part of
-# the config that decides the stage's output (qwen_hpc/stages/base.py), so a knob that only says how a stage
-# runs (workers, logging, resources, launcher ...) reruns nothing. A dependant reruns because its input
-# marker is newer. The arguments themselves go into the command text, which is not a rerun trigger.
+# Snakemake reruns a job whose params changed, and each stage's only param is its config hash (the part of
+# the config that decides the stage's output, qwen_hpc/stages/base.py), so a knob that only says how a
+# stage runs (workers, logging, resources, launcher ...) reruns nothing. A dependant reruns because its
+# input marker is newer. The arguments go into the command text (shell_command), not a rerun trigger.
 CONFIG_HASHES = config_hashes(QWEN_ARGS)
-
-
-def command(stage):
-    """The shell command of a rule: `qwen-hpc <stage> <arguments>` (braces escaped for Snakemake)."""
-    name = {"export_hf": "export-hf", "import_hf": "import-hf"}.get(stage, stage)
-    args = QWEN_ARGS.replace("{", "{{").replace("}", "}}")
-    return f"qwen-hpc {name} {args} > {{log}} 2>&1"
 
 
 def marker(stage):

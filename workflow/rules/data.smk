@@ -8,4 +8,4 @@ rule data:
     params:
         config_hash=CONFIG_HASHES["data"],
     shell:
-        command("data")
+        shell_command("data", QWEN_ARGS)

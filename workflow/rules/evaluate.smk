@@ -8,4 +8,4 @@ rule evaluate:
     params:
         config_hash=CONFIG_HASHES["evaluate"],
     shell:
-        command("evaluate")
+        shell_command("evaluate", QWEN_ARGS)

@@ -8,4 +8,4 @@ rule export_hf:
     params:
         config_hash=CONFIG_HASHES["export_hf"],
     shell:
-        command("export_hf")
+        shell_command("export_hf", QWEN_ARGS)

@@ -10,4 +10,4 @@ rule import_hf:
     params:
         config_hash=CONFIG_HASHES["import_hf"],
     shell:
-        command("import_hf")
+        shell_command("import_hf", QWEN_ARGS)

@@ -8,4 +8,4 @@ rule long_context:
     params:
         config_hash=CONFIG_HASHES["long_context"],
     shell:
-        command("long_context")
+        shell_command("long_context", QWEN_ARGS)

@@ -8,4 +8,4 @@ rule pretrain:
     params:
         config_hash=CONFIG_HASHES["pretrain"],
     shell:
-        command("pretrain")
+        shell_command("pretrain", QWEN_ARGS)

@@ -8,4 +8,4 @@ rule report:
     params:
         config_hash=CONFIG_HASHES["report"],
     shell:
-        command("report")
+        shell_command("report", QWEN_ARGS)

@@ -8,4 +8,4 @@ rule tokenizer:
     params:
         config_hash=CONFIG_HASHES["tokenizer"],
     shell:
-        command("tokenizer")
+        shell_command("tokenizer", QWEN_ARGS)

@@ -8,4 +8,4 @@ rule tokens:
     params:
         config_hash=CONFIG_HASHES["tokens"],
     shell:
-        command("tokens")
+        shell_command("tokens", QWEN_ARGS)
