@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from qwen_hpc.sandbox.isolation import MODES
 from qwen_hpc.sandbox.limits import SandboxLimits
+from qwen_hpc.utils.config_fields import runtime
 
 
 @dataclass
@@ -19,7 +20,7 @@ class SandboxConfig:
     file_size_mb: int = 64
     nproc: int = 32
     output_bytes: int = 1 << 20
-    workers: int | None = None
+    workers: int | None = runtime(None)  # how many at once: never part of a stage's config hash
     isolation: str = "auto"
 
     def __post_init__(self) -> None:
