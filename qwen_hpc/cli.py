@@ -1,8 +1,7 @@
 """`qwen-hpc <stage> [hydra overrides]`: compose, validate, then run or submit one stage of the recipe.
 
 Extra commands: `qwen-hpc validate [stage ...] [--no-inputs] [overrides]` runs every pre-submission check
-without running anything; `--cfg job`
-(or `--cfg all`) prints the composed config, as Hydra apps do.
+without running anything; `--cfg job` (or `--cfg all`) prints the composed config, as Hydra apps do.
 """
 
 from __future__ import annotations
