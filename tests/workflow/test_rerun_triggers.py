@@ -29,17 +29,14 @@ RUNTIME_CHANGES: dict[str, list[str]] = {
     "data.workers": ["data.workers=1"],
     "tokens.workers": ["tokens.workers=3"],
     "tokens.caller_threads": ["tokens.caller_threads=1"],
-    "pretrain.train.log_interval": ["pretrain.train.log_interval=7"],
-    "pretrain.train.eval_interval": ["pretrain.train.eval_interval=25"],
-    "pretrain.train.save_interval": ["pretrain.train.save_interval=33"],
-    "pretrain.train.keep_last_checkpoints": ["pretrain.train.keep_last_checkpoints=5"],
-    "pretrain.train.max_consecutive_nonfinite": ["pretrain.train.max_consecutive_nonfinite=9"],
-    "pretrain.train.peak_flops_per_device": ["pretrain.train.peak_flops_per_device=1e12"],
     "long_context.attention_chunk": ["long_context.attention_chunk=64"],
     "launcher": ["launcher.timeout_min=120", "launcher.poll_interval_s=0.5", "launcher.stream_logs=false",
                  "launcher.mem_gb=4", "launcher.max_requeues=1"],
     "logger": ["logger=none"],
-    **{f"{s}.resources": [f"{s}.resources.timeout_min=77"] for s in (*DAG_STAGES, "import_hf")},
+    **{f"{s}.resources": [f"{s}.resources.timeout_min=77"] for s in (*DAG_STAGES, "import_hf", "sft")},
+    **{f"{s}.train.{key}": [f"{s}.train.{key}={value}"] for s in ("pretrain", "sft") for key, value in (
+        ("log_interval", 7), ("eval_interval", 25), ("save_interval", 33), ("keep_last_checkpoints", 5),
+        ("max_consecutive_nonfinite", 9), ("peak_flops_per_device", 1e12))},
 }
 # (override, the stages it must rerun: itself and its dependants in the `tiny` DAG)
 DECIDES = [

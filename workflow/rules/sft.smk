@@ -6,6 +6,6 @@ rule sft:
     log:
         stage_log("sft"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["sft"],
     shell:
-        "qwen-hpc sft {params.args} > {log} 2>&1"
+        shell_command("sft", QWEN_ARGS)
