@@ -144,54 +144,46 @@ def config_problems(stage: str, cfg: QwenConfig) -> list[str]:
     return problems + launcher_problems(stage, cfg)
 
 
-def _missing_path(key: str, value: str) -> str | None:
-    return None if Path(value).expanduser().exists() else f"{key}={value}: no such file or folder"
+def _source_files(stage: str, cfg: QwenConfig) -> str | None:
+    """The stage's own input files: data/SFT sources, benchmark files, the vocabulary to extend or load."""
+    try:
+        if stage == "data":
+            from qwen_hpc.data.config import check_sources
+
+            check_sources(cfg.data)
+        elif stage == "sft":
+            from qwen_hpc.alignment.dataset import check_sft_sources
+
+            check_sft_sources(cfg.sft)
+        elif stage == "evaluate":
+            check_benchmarks(cfg)
+        elif stage == "tokenizer" and cfg.tokenizer.kind in ("extend", "load"):
+            from qwen_hpc.tokenizer.config import resolve_path
+
+            try:
+                resolve_path(cfg.tokenizer.ranks_file)
+            except FileNotFoundError as exc:
+                return f"tokenizer.ranks_file: {exc}"
+    except PreflightError:
+        return None  # a config problem (config_problems)
+    except (FileNotFoundError, ValueError) as exc:
+        return f"evaluate: {exc}" if stage == "evaluate" else str(exc)
+    return None
 
 
 def input_problems(stage: str, cfg: QwenConfig) -> list[str]:
     """Files this stage reads that are not there (upstream stages' outputs are checked by the caller)."""
-    problems: list[str] = []
-    if stage == "data":
-        from qwen_hpc.data.config import check_sources
-
-        try:
-            check_sources(cfg.data)
-        except (FileNotFoundError, ValueError) as exc:
-            problems.append(str(exc))
-    elif stage == "sft":
-        from qwen_hpc.alignment.dataset import check_sft_sources
-
-        try:
-            check_sft_sources(cfg.sft)
-        except FileNotFoundError as exc:
-            problems.append(str(exc))
-    elif stage == "evaluate":
-        from qwen_hpc.evaluation.suite import MissingBenchmarkData
-
-        try:
-            check_benchmarks(cfg)
-        except MissingBenchmarkData as exc:
-            problems.append(f"evaluate: {exc}")
-        except PreflightError:
-            pass  # a config problem (config_problems)
-    elif stage == "tokenizer" and cfg.tokenizer.kind in ("extend", "load"):
-        from qwen_hpc.tokenizer.config import resolve_path
-
-        try:
-            resolve_path(cfg.tokenizer.ranks_file)
-        except FileNotFoundError as exc:
-            problems.append(f"tokenizer.ranks_file: {exc}")
-    elif stage == "import_hf":
-        if not cfg.import_hf.hf_path:
-            problems.append("import_hf.hf_path is empty: give the Hugging Face folder (hf_path=<dir>)")
-        elif missing := _missing_path("import_hf.hf_path", cfg.import_hf.hf_path):
-            problems.append(missing)
-    elif stage == "export_hf" and cfg.export_hf.checkpoint:
-        if missing := _missing_path("export_hf.checkpoint", cfg.export_hf.checkpoint):
-            problems.append(missing)
-    elif stage == "long_context" and cfg.long_context.checkpoint:
-        if missing := _missing_path("long_context.checkpoint", cfg.long_context.checkpoint):
-            problems.append(missing)
+    problems = [p for p in [_source_files(stage, cfg)] if p]
+    if stage == "import_hf" and not cfg.import_hf.hf_path:
+        problems.append("import_hf.hf_path is empty: give the Hugging Face folder (hf_path=<dir>)")
+    paths = {
+        "import_hf": ("import_hf.hf_path", cfg.import_hf.hf_path),
+        "export_hf": ("export_hf.checkpoint", cfg.export_hf.checkpoint),
+        "long_context": ("long_context.checkpoint", cfg.long_context.checkpoint),
+        "evaluate": ("evaluate.checkpoint", cfg.evaluate.checkpoint),
+    }
+    if stage in paths and paths[stage][1] and not Path(paths[stage][1]).expanduser().exists():
+        problems.append(f"{paths[stage][0]}={paths[stage][1]}: no such file or folder")
     return problems
 
 
