@@ -30,6 +30,7 @@ RUNTIME_CHANGES: dict[str, list[str]] = {
     "tokens.workers": ["tokens.workers=3"],
     "tokens.caller_threads": ["tokens.caller_threads=1"],
     "long_context.attention_chunk": ["long_context.attention_chunk=64"],
+    "evaluate.sandbox.workers": ["evaluate.sandbox.workers=1"],
     "launcher": ["launcher.timeout_min=120", "launcher.poll_interval_s=0.5", "launcher.stream_logs=false",
                  "launcher.mem_gb=4", "launcher.max_requeues=1"],
     "logger": ["logger=none"],
