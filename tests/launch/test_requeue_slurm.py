@@ -116,14 +116,14 @@ def test_scontrol_requeue_resumes_in_the_same_call_and_the_same_wandb_run(
     assert not (stage_dir / "_LOCK.json").exists()  # released once the job completed
 
     # W&B: one run (one id) in two offline directories: steps 1..k before the requeue, k+1..ITERS after —
-    # k = the checkpoint it resumed from, or (killed before saving) the last step logged, which the resumed
-    # job recomputes without logging it again
+    # k = the checkpoint it resumed from, or (killed before saving) the last step W&B had written, after
+    # which the resumed job, recomputing from 0, logs again: no step twice, none missing
     runs = offline_runs(stage_dir)
     run_id = (stage_dir / "wandb_run_id").read_text().strip()
     assert len(runs) == 2 and {r.run_id for r in runs} == {run_id}, [(r.path.name, r.run_id) for r in runs]
     first, second = runs[0].steps, runs[1].steps
     k = len(first)
-    assert k >= MID and first == list(range(1, k + 1)) and second == list(range(k + 1, ITERS + 1)), (first, second)
+    assert k >= 1 and first == list(range(1, k + 1)) and second == list(range(k + 1, ITERS + 1)), (first, second)
     assert resumed is None or resumed == k
 
 
