@@ -149,8 +149,9 @@ def test_tiny_sft_closes_its_replies_and_chats(tiny_sft: dict) -> None:
     assert re.fullmatch(r"assistant: [^<\n]{1,60}\.", reply), reply  # one short sentence, then the turn ends
 
 
-@pytest.mark.xfail(reason="not yet reached by the 300-step tiny default: held-out arithmetic needs a longer run "
-                          "(see the sft issue report)", strict=False)
+@pytest.mark.xfail(reason="not reached by the 300-step tiny default: measured on the tiny pretrained base, 64 "
+                          "held-out chats: replies closed 100 %, operands copied, but the sum right in 2 of 42 (4.8 %)",
+                   strict=False)
 def test_tiny_sft_arithmetic_beats_the_base(tiny_sft: dict) -> None:
     before, after = tiny_sft["before"], tiny_sft["after"]
     assert after["arithmetic_accuracy"] >= before["arithmetic_accuracy"] + 0.2, (before, after)
