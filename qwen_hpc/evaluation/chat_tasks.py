@@ -103,14 +103,16 @@ class ChatMultipleChoice:
         return f"{MMLU_INSTRUCTION}{q.question}\n{options}"
 
     def samples(self, root: Path, tokenizer: Any) -> list[Sample]:
-        groups: dict[str, list[Sample]] = {}
+        groups: dict[str, list[tuple[str, mc.Question]]] = {}
         for subject, (_, scored) in self.base.read(Path(root)).items():
-            for i, q in enumerate(scored):
-                groups.setdefault(subject, []).append(
-                    chat_sample(tokenizer, f"{subject}/{i}", self.query(q), q.answer, subject,
-                                options=q.options, question=q.question)
-                )
-        return interleave(groups, self.base.limit)
+            groups[subject] = [(f"{subject}/{i}", q) for i, q in enumerate(scored)]
+        # pick first (round-robin, as the base task), render and encode only what was picked
+        picked = interleave({k: [Sample(i, "", [], q) for i, q in v] for k, v in groups.items()}, self.base.limit)
+        return [
+            chat_sample(tokenizer, s.id, self.query(s.gold), s.gold.answer, s.gold.subject,
+                        options=s.gold.options, question=s.gold.question)
+            for s in picked
+        ]
 
     def judge(self, samples: Sequence[Sample], outputs: Sequence[str]) -> list[Judged]:
         out = []
