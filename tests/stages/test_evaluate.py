@@ -114,3 +114,21 @@ def test_evaluate_logs_to_its_run_and_into_the_pretrain_runs_summary(small_run) 
     assert not into_pretrain.steps  # a summary update only: the training run's history is untouched
     assert into_pretrain.summary["evaluate/loss"] == scores["loss"]
     assert into_pretrain.summary["evaluate/perplexity"] == scores["perplexity"]
+
+
+def test_two_ranks_split_the_batches_and_agree_with_one(small_run, tmp_path) -> None:
+    """A 2-task job (launcher=local): each rank runs every other batch into its own log; rank 0 gathers
+    the same records one process writes."""
+    if not (DATA_ROOT / "mmlu").is_dir():
+        pytest.skip(f"benchmark datasets not found at {DATA_ROOT}")
+    one, two = _copy_run(small_run, tmp_path / "one"), _copy_run(small_run, tmp_path / "two")
+    extra = ("evaluate.tasks=[mmlu,gsm8k]", "evaluate.limit=6", "evaluate.batch_size=2")
+    run_qwen(["evaluate", *_args(small_run, one, *extra)])
+    local = [a.replace("launcher=debug", "launcher=local") for a in _args(small_run, two, *extra)]
+    run_qwen(["evaluate", *local, "evaluate.resources.tasks_per_node=2"])
+    for task in ("mmlu", "gsm8k"):
+        assert (two / "small" / "evaluate" / f"{task}.batches.rank1.jsonl").is_file()
+        alone = read_json(one / "small" / "evaluate" / f"{task}.json")["records"]
+        split = read_json(two / "small" / "evaluate" / f"{task}.json")["records"]
+        assert [r["id"] for r in split] == [r["id"] for r in alone]
+        assert [r["output"] for r in split] == [r["output"] for r in alone]
