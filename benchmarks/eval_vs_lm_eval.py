@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--questions", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lm-eval-batch-size", type=int, default=2,
+                        help="lm-eval's batch (it keeps [batch, length, vocab] fp32 logits: 2 x 2048 x 151,936 = 2.5 GB)")
     args = parser.parse_args()
 
     import torch
@@ -86,8 +88,8 @@ def main() -> None:
     letters = [c.strip() for c in task.choices]
     harness.write_task(work / "task", samples, task.choices, "qwen_hpc_mmlu_bench")
     theirs, theirs_s = harness.lm_eval_predictions(hf, work / "task", "qwen_hpc_mmlu_bench", letters,
-                                                   batch_size=args.batch_size, max_length=length - 1)
-    print(f"lm-eval: {theirs_s:8.1f} s")
+                                                   batch_size=args.lm_eval_batch_size, max_length=length - 1)
+    print(f"lm-eval: {theirs_s:8.1f} s  (batch {args.lm_eval_batch_size})")
     result = harness.agreement(ours, theirs, [s.gold for s in samples])
     print(f"speed-up {theirs_s / ours_s:.2f}x (goal >= 2x); identical predictions {100 * result['identical']:.1f} %; "
           f"accuracy ours {100 * result['accuracy_ours']:.1f} % vs lm-eval {100 * result['accuracy_lm_eval']:.1f} %")
