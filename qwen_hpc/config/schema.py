@@ -20,8 +20,11 @@ from qwen_hpc.config.stages import (
     ExportHfStageConfig,
     ImportHfStageConfig,
     LongContextStageConfig,
+    PPOStageConfig,
     PretrainStageConfig,
     ReportStageConfig,
+    RewardModelPMPStageConfig,
+    RewardModelStageConfig,
     SFTStageConfig,
     TokenizerStageConfig,
     TokensStageConfig,
@@ -54,6 +57,9 @@ class QwenConfig:
     tokens: TokensStageConfig = field(default_factory=TokensStageConfig)
     pretrain: PretrainStageConfig = field(default_factory=PretrainStageConfig)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    reward_model_pmp: RewardModelPMPStageConfig = field(default_factory=RewardModelPMPStageConfig)
+    reward_model: RewardModelStageConfig = field(default_factory=RewardModelStageConfig)
+    ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
     long_context: LongContextStageConfig = field(default_factory=LongContextStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)

@@ -11,6 +11,7 @@ from qwen_hpc.alignment.config import SFTConfig
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.data.config import DataConfig
 from qwen_hpc.model.long_context import SETTINGS
+from qwen_hpc.rlhf.config import PPOConfig, RewardModelConfig, SyntheticPairsConfig
 from qwen_hpc.sandbox.config import SandboxConfig
 from qwen_hpc.tokenizer.config import TokenizerConfig
 from qwen_hpc.training.config import OptimizerConfig, TrainConfig
@@ -56,6 +57,26 @@ EVAL_TASKS = ("perplexity", "mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneva
 
 @dataclass
 class SFTStageConfig(SFTConfig):
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
+
+
+@dataclass
+class RewardModelPMPStageConfig(RewardModelConfig):
+    """`reward_model_pmp`: phase 1 (preference-model pretraining) on the larger comparison set."""
+
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
+
+
+@dataclass
+class RewardModelStageConfig(RewardModelConfig):
+    """`reward_model`: phase 2 (fine-tuning) on a smaller set of its own (another synthetic draw)."""
+
+    synthetic: SyntheticPairsConfig = field(default_factory=lambda: SyntheticPairsConfig(train_pairs=500, seed=1))
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
+
+
+@dataclass
+class PPOStageConfig(PPOConfig):
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 

@@ -30,8 +30,19 @@ SMALL = [
     "sft.embedded.heldout_conversations=16",
     "sft.heldout_eval=8",
     "sft.max_new_tokens=16",
+    "reward_model_pmp.synthetic.train_pairs=1200",
+    "reward_model_pmp.synthetic.heldout_pairs=100",
+    "reward_model_pmp.hh_eval_limit=16",
+    "reward_model.synthetic.train_pairs=160",
+    "reward_model.synthetic.heldout_pairs=100",
+    "reward_model.hh_eval_limit=16",
 ]
+<<<<<<< HEAD
 ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft", "report")
+=======
+ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "report", "sft", "reward_model_pmp",
+         "reward_model")
+>>>>>>> 144510f (rlhf: reward model (PMP -> fine-tune stages, Bradley-Terry, head at <|im_end|>), PPO stage (rule/model reward, GAE, clipped objectives, value warm-up, ptx, resumable), preference formats, benchmark, README)
 
 
 class SmallRun:

@@ -1,0 +1,107 @@
+"""Stage `ppo` through the CLI on the small run: with the rule reward, PPO raises the held-out reward over the
+SFT policy with a bounded KL; the value warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves
+and the rerun makes the same next rollouts and updates as an uninterrupted run; a reward model that returns
+NaN stops the run with a message."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from qwen_hpc.report.html import read_jsonl
+from qwen_hpc.rlhf import state as rstate
+from qwen_hpc.utils.io import read_json
+from tests.conftest import QWEN, REPO, child_env, run_qwen
+
+KL_BOUND = 0.5  # mean per-token KL to the reference (nats) the toy run must stay below
+FAST = ["ppo.prompts_per_step=4", "ppo.max_new_tokens=8", "ppo.heldout_prompts=0", "logger=none",
+        "ppo.save_interval=0"]
+
+
+def _root_with_upstream(small_run, root: Path) -> list[str]:
+    small_run.stage("reward_model")
+    for stage in ("tokenizer", "sft", "reward_model"):
+        shutil.copytree(small_run.run_dir / stage, root / "small" / stage)
+    return [f"run.root={root}", *[a for a in small_run.args() if not a.startswith("run.root=")]]
+
+
+def _steps(stage: Path) -> dict[int, dict]:
+    return {r["step"]: r for r in read_jsonl(stage / "metrics.jsonl") if "kl" in r}
+
+
+def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path) -> None:
+    args = _root_with_upstream(small_run, tmp_path)
+    run_qwen(["ppo", *args, "ppo.reward=rule", "ppo.steps=30", "ppo.value_warmup_steps=3"])
+    stage = tmp_path / "small" / "ppo"
+    steps = _steps(stage)
+    assert sorted(steps) == list(range(1, 31))
+    assert all(steps[s]["kl"] == 0.0 and steps[s]["value_warmup"] == 1.0 for s in (1, 2, 3))
+    assert max(r["kl"] for r in steps.values()) < KL_BOUND
+    assert any(r["kl"] != 0.0 for s, r in steps.items() if s > 4)
+    for key in ("reward/raw", "reward/normalized", "entropy", "policy_loss", "value_loss", "clip_fraction",
+                "response_length", "time/rollout_s", "time/scoring_s", "time/training_s"):
+        assert key in steps[10], key
+    report = read_json(stage / "eval.json")
+    assert report["final"]["mean_reward"] > report["initial"]["mean_reward"], report
+
+
+def test_value_warmup_leaves_the_policy_unchanged(small_run, tmp_path: Path) -> None:
+    args = _root_with_upstream(small_run, tmp_path)
+    run_qwen(["ppo", *args, *FAST, "ppo.reward=model", "ppo.steps=2", "ppo.value_warmup_steps=5"])
+    stage = tmp_path / "small" / "ppo"
+    assert [r["kl"] for r in _steps(stage).values()] == [0.0, 0.0]
+    final = rstate.load(rstate.latest(stage / "checkpoints"))
+    from qwen_hpc.config.compose import load
+    from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
+    from qwen_hpc.rlhf.reward import lm_weights
+
+    _, cfg = load(args)
+    with single_process_megatron():
+        sft = lm_weights(load_model(tmp_path / "small" / "sft" / "checkpoints", cfg.model))
+    assert all(torch.equal(final["policy"][k], v) for k, v in sft.items())
+    rm = rstate.load(rstate.latest(tmp_path / "small" / "reward_model" / "checkpoints"))
+    assert not torch.equal(final["value"]["head"]["weight"], rm["head"]["weight"])  # the value model learned
+
+
+def test_sigterm_mid_ppo_resumes_with_the_same_rollouts_and_updates(small_run, tmp_path: Path) -> None:
+    extra = [*FAST, "ppo.reward=model", "ppo.steps=6", "ppo.value_warmup_steps=2"]
+    ref_args = _root_with_upstream(small_run, tmp_path / "ref")
+    run_qwen(["ppo", *ref_args, *extra])
+    reference = _steps(tmp_path / "ref" / "small" / "ppo")
+    args = _root_with_upstream(small_run, tmp_path / "run")
+    stage = tmp_path / "run" / "small" / "ppo"
+    proc = subprocess.Popen([*QWEN, "ppo", *args, *extra], cwd=REPO, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(_steps(stage) if (stage / "metrics.jsonl").exists() else {}) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, output
+    stopped = int((stage / "checkpoints" / "latest").read_text().strip().removeprefix("iter_"))
+    assert 2 <= stopped < 6, output
+    run_qwen(["ppo", *args, *extra])
+    assert read_json(stage / "_SUCCESS.json")["metrics"]["resumed_from"] == stopped
+    resumed = _steps(stage)
+    ignore = {"time/", "rollout_tokens_per_s", "_timestamp", "time", "wall"}
+    for step in range(1, 7):
+        same = {k: v for k, v in reference[step].items() if not any(k.startswith(i) for i in ignore)}
+        assert {k: resumed[step][k] for k in same} == same, step
+
+
+def test_a_reward_model_returning_nan_stops_ppo_with_a_message(small_run, tmp_path: Path) -> None:
+    args = _root_with_upstream(small_run, tmp_path)
+    rm_dir = tmp_path / "small" / "reward_model" / "checkpoints"
+    payload = rstate.load(rstate.latest(rm_dir))
+    payload["head"]["bias"].fill_(float("nan"))
+    bad = rstate.save(tmp_path / "nan_rm", 1, payload)
+    proc = run_qwen(["ppo", *args, *FAST, "ppo.reward=model", "ppo.steps=2", f"ppo.reward_checkpoint={bad}"],
+                    check=False)
+    assert proc.returncode != 0
+    assert "the reward model returned a non-finite reward (nan)" in proc.stdout + proc.stderr
+    assert not (tmp_path / "small" / "ppo" / "_SUCCESS.json").exists()
