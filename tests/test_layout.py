@@ -12,7 +12,7 @@ from qwen_hpc.stages.registry import STAGE_NAMES, get_stage
 REPO = Path(__file__).resolve().parents[1]
 # The recipe (usable as a library without Hydra, Slurm or the CLI), the cross-cutting observers, and the
 # foundations every layer may use. Layers, top down: cli/stages (entry) -> launch -> domain -> foundation.
-DOMAIN = ("data", "tokenizer", "model", "training", "evaluation", "inference", "alignment", "interop", "sandbox",
+DOMAIN = ("data", "tokenizer", "model", "training", "evaluation", "inference", "alignment", "rlhf", "interop", "sandbox",
           "agents", "tracking", "report")
 FOUNDATION = ("compat", "parallel", "utils")
 ENTRY = ("qwen_hpc.cli", "qwen_hpc.stages", "qwen_hpc.outputs", "qwen_hpc.launch", "qwen_hpc.config")

@@ -10,6 +10,7 @@ from typing import List, Optional  # noqa: UP035 (OmegaConf needs typing generic
 
 from qwen_hpc.alignment.chatml import DEFAULT_SYSTEM
 from qwen_hpc.rlhf.preference import PREFERENCE_FORMATS
+from qwen_hpc.utils.config_fields import runtime
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 HH_SUBSETS = ("helpful-base", "harmless-base")
@@ -61,7 +62,7 @@ class RewardModelConfig:
     clip_grad: float = 1.0  # OpenRLHF default (max_norm 1.0)
     weight_decay: float = 0.0  # OpenRLHF default (l2 0)
     seed: int = 1234
-    save_interval: int = 50
+    save_interval: int = runtime(50)
     system: str = DEFAULT_SYSTEM
     sources: List[PreferenceSourceConfig] = field(default_factory=list)  # noqa: UP006 - []: synthetic
     heldout_fraction: float = 0.05  # of file pairs, for the held-out accuracy
@@ -121,7 +122,7 @@ class PPOConfig:
     heldout_prompts: int = 64  # greedy replies to held-out embedded prompts, scored by the rule, at start and end
     system: str = DEFAULT_SYSTEM
     seed: int = 1234
-    save_interval: int = 20
+    save_interval: int = runtime(20)
 
     def __post_init__(self) -> None:
         if self.reward not in PPO_REWARDS:

@@ -37,12 +37,8 @@ SMALL = [
     "reward_model.synthetic.heldout_pairs=100",
     "reward_model.hh_eval_limit=16",
 ]
-<<<<<<< HEAD
-ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft", "report")
-=======
-ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "report", "sft", "reward_model_pmp",
+ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft", "report", "reward_model_pmp",
          "reward_model")
->>>>>>> 144510f (rlhf: reward model (PMP -> fine-tune stages, Bradley-Terry, head at <|im_end|>), PPO stage (rule/model reward, GAE, clipped objectives, value warm-up, ptx, resumable), preference formats, benchmark, README)
 
 
 class SmallRun:

@@ -1,13 +1,11 @@
 rule ppo:
     input:
-        rules.reward_model.output.marker,
-        rules.sft.output.marker,
-        rules.tokenizer.output.marker,
+        upstream("ppo"),
     output:
         marker=marker("ppo"),
     log:
         stage_log("ppo"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["ppo"],
     shell:
-        "qwen-hpc ppo {params.args} > {log} 2>&1"
+        shell_command("ppo", QWEN_ARGS)

@@ -1,12 +1,11 @@
 rule reward_model:
     input:
-        rules.reward_model_pmp.output.marker,
-        rules.tokenizer.output.marker,
+        upstream("reward_model"),
     output:
         marker=marker("reward_model"),
     log:
         stage_log("reward_model"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["reward_model"],
     shell:
-        "qwen-hpc reward-model {params.args} > {log} 2>&1"
+        shell_command("reward_model", QWEN_ARGS)

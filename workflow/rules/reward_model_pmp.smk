@@ -1,12 +1,11 @@
 rule reward_model_pmp:
     input:
-        rules.sft.output.marker,
-        rules.tokenizer.output.marker,
+        upstream("reward_model_pmp"),
     output:
         marker=marker("reward_model_pmp"),
     log:
         stage_log("reward_model_pmp"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["reward_model_pmp"],
     shell:
-        "qwen-hpc reward-model-pmp {params.args} > {log} 2>&1"
+        shell_command("reward_model_pmp", QWEN_ARGS)
