@@ -18,17 +18,17 @@ def test_pmp_learns_verifiable_pairs_from_the_sft_checkpoint(small_run) -> None:
     out = small_run.stage("reward_model_pmp")
     metrics = read_json(out / "_SUCCESS.json")["metrics"]
     assert metrics["init_checkpoint"].endswith("sft/checkpoints")
-    assert metrics["step"] == metrics["steps"] == 1200 // 16  # one epoch of batches of 16 pairs
+    assert metrics["step"] == metrics["steps"] == 2 * 1200 // 16  # two epochs of batches of 16 pairs
     report = read_json(out / "eval.json")
     assert report["heldout"]["pairs"] == 100
     assert report["heldout"]["accuracy"] >= 0.9, report["heldout"]
     assert metrics["last_loss"] < metrics["first_loss"]
     records = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
-    assert [r["step"] for r in records] == list(range(1, 76))
-    assert all(math.isfinite(r["loss"]) and r["lr"] == 3e-4 for r in records)  # constant LR
+    assert [r["step"] for r in records] == list(range(1, 151))
+    assert all(math.isfinite(r["loss"]) and r["lr"] == 5e-4 for r in records)  # constant LR
     stats = read_json(out / "data_stats.json")
     assert stats["train_pairs"] == 1200 and stats["heldout_pairs"] == 100
-    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000075"
+    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000150"
 
 
 def test_pmp_reports_hh_rlhf_next_to_table4(small_run) -> None:
