@@ -38,7 +38,7 @@ def _usage() -> str:
         "  chat       an interactive ChatML conversation with a model (see chat --help)",
         "  agent      a ReAct agent with tools: agent model=<dir> tools=calculator,code_interpreter",
         "  export-hf / import-hf are the stages export_hf / import_hf; their own keys may be given bare",
-        "             (export-hf checkpoint=<dir> output=<dir>, import-hf hf_path=<dir> tp=2)",
+        "             (export-hf checkpoint=<dir> output=<dir> [tokenizer=<dir>], import-hf hf_path=<dir> tp=2)",
         "  describe   model=<name>: JSON with the model's dimensions and parameter counts",
         "",
         "Options:",
@@ -69,14 +69,16 @@ def _split_args(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def _stage_short_forms(stage: str, overrides: list[str]) -> list[str]:
     """`export-hf output=x` means `export_hf.output=x`: a bare key of the stage's own config section
-    (never a top-level key or config group) is taken as that section's key."""
+    is taken as that section's key, unless it names a config group (`model=`, `launcher=`, ...). A bare
+    `tokenizer=<dir>` is export_hf's tokenizer: the `tokenizer` section itself takes no plain value."""
     if stage not in COMMAND_ALIASES.values():
         return overrides
     import dataclasses
 
     from qwen_hpc.config.schema import QwenConfig
 
-    top = {f.name for f in dataclasses.fields(QwenConfig)} | {"experiment"}
+    groups = {"experiment", "model", "launcher", "logger", "run"}
+    top = {f.name for f in dataclasses.fields(QwenConfig)} - {"tokenizer"} | groups
     section = {f.name: f for f in dataclasses.fields(QwenConfig)}[stage]
     own = {f.name for f in dataclasses.fields(section.default_factory())} - top  # type: ignore[misc]
     out = []

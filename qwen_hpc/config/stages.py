@@ -49,6 +49,9 @@ class TokensStageConfig:
 class PretrainStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # empty: random init; else initial weights only (fresh optimizer and LR schedule) from any checkpoint
+    # folder (import_hf's output, a pretrain folder), its checkpoints/ root or one iter_* folder
+    init_checkpoint: str = ""
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
@@ -172,10 +175,13 @@ class ReportStageConfig:
 
 @dataclass
 class ExportHfStageConfig:
-    # empty: runs/<experiment>/pretrain/checkpoints (its `latest`); or a root or one iter_* folder
+    # empty: this run's pretrain folder; else any folder with model_config.json (import_hf's output, a
+    # pretrain folder), its checkpoints/ root or one iter_* folder
     checkpoint: str = ""
     # empty: runs/<experiment>/export_hf/hf
     output: str = ""
+    # empty: the checkpoint folder's tokenizer/; else a folder with one *.tiktoken, a .tiktoken, or an HF folder
+    tokenizer: str = ""
     dtype: str = "float32"
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 

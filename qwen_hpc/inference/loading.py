@@ -16,7 +16,8 @@ def open_model(path: str | Path) -> tuple[Any, QwenTokenizer]:
     `path` is an HF folder (config.json + *.safetensors + tokenizer.json) or a folder written by
     `import_hf` (model_config.json + checkpoints/ + tokenizer/).
     """
-    from qwen_hpc.interop.hf_checkpoint import MODEL_CONFIG, load_model, model_from_state, read_hf_folder
+    from qwen_hpc.interop.folder import MODEL_CONFIG
+    from qwen_hpc.interop.hf_checkpoint import load_model, model_from_state, read_hf_folder
     from qwen_hpc.model.hf_convert import hf_to_megatron
 
     path = Path(path)
@@ -38,7 +39,8 @@ def open_model(path: str | Path) -> tuple[Any, QwenTokenizer]:
 def open_model_config(path: str | Path) -> ModelConfig:
     """The `ModelConfig` of a folder `open_model` reads (its dimensions, training length, long-context
     settings), without loading weights."""
-    from qwen_hpc.interop.hf_checkpoint import MODEL_CONFIG, read_hf_config
+    from qwen_hpc.interop.folder import MODEL_CONFIG
+    from qwen_hpc.interop.hf_checkpoint import read_hf_config
 
     path = Path(path)
     if (path / "config.json").is_file():

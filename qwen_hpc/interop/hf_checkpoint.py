@@ -11,15 +11,20 @@ Every output folder is written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from qwen_hpc.compat.megatron_cpu import cpu_shims
+from qwen_hpc.interop.folder import (
+    MODEL_CONFIG,  # noqa: F401 - re-exported: callers read it here
+    load_tokenizer,
+    open_checkpoint_folder,
+    write_folder_description,
+)
 from qwen_hpc.interop.hf_tokenizer import tokenizer_files, tokenizer_from_hf
 from qwen_hpc.model.builder import build_model, padded_vocab_size
 from qwen_hpc.model.config import ModelConfig
@@ -32,42 +37,24 @@ from qwen_hpc.model.hf_convert import (
 )
 from qwen_hpc.parallel import single_process_megatron, torch_dtype
 from qwen_hpc.tokenizer.encoding import QwenTokenizer
+from qwen_hpc.training.checkpoint import (
+    TrainingState,
+    checkpoint_vocab_rows,
+    load_weights,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from qwen_hpc.utils.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
-MODEL_CONFIG = "model_config.json"
-def resolve_checkpoint(path: str | Path) -> Path:
-    """One checkpoint directory: `path` itself, or the one `path/latest` names (else the newest)."""
-    from qwen_hpc.training.checkpoint import candidates
-
-    path = Path(path)
-    if (path / "metadata.json").is_file():
-        return path
-    found = candidates(path)
-    if not found:
-        raise FileNotFoundError(f"no checkpoint under {path}")
-    return found[0]
-
-
-def checkpoint_vocab_rows(checkpoint: Path) -> int:
-    """Embedding rows of a checkpoint, read from its tensor metadata (the TP layout decided the padding)."""
-    from megatron.core import dist_checkpointing
-
-    with cpu_shims():
-        meta = dist_checkpointing.load_tensors_metadata(str(checkpoint))
-    for key in ("embedding.word_embeddings.weight", "model.embedding.word_embeddings.weight"):
-        if key in meta:
-            return int(meta[key].global_shape[0])
-    raise KeyError(f"{checkpoint}: no embedding.word_embeddings.weight in the checkpoint")
 
 
 def load_model(checkpoint: str | Path, cfg: ModelConfig) -> Any:
-    """An unsharded `GPTModel` (eval mode) with the weights of `checkpoint`. Call inside
-    `single_process_megatron()` (or any TP=1/PP=1 setup)."""
-    from qwen_hpc.training.checkpoint import load_weights
-
+    """An unsharded `GPTModel` (eval mode) with the weights of `checkpoint` (an `iter_*` folder, a
+    checkpoints root or a folder holding `checkpoints/`). Call inside `single_process_megatron()` (or any
+    TP=1/PP=1 setup)."""
     path = resolve_checkpoint(checkpoint)
     model = build_model(cfg, checkpoint_vocab_rows(path), backend="local")
     load_weights(path, model)
@@ -137,6 +124,30 @@ def export_checkpoint(
     return {**info, "checkpoint": str(path)}
 
 
+def export_folder(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    dtype: str = "float32",
+    long_context: Any = None,
+) -> dict[str, Any]:
+    """Any checkpoint folder this project writes or imports → an HF Qwen2 folder, on its own: dimensions
+    from the folder's `model_config.json`, tokenizer from its `tokenizer/` (or `tokenizer`, explicit).
+    `long_context` (inference-only settings) replaces the folder's when given."""
+    folder = open_checkpoint_folder(checkpoint)
+    cfg = folder.model_config()
+    if long_context is not None:
+        cfg = dataclasses.replace(cfg, long_context=long_context)
+    if tokenizer:
+        tok = load_tokenizer(tokenizer)
+    elif (files := folder.tokenizer_files()) is not None:
+        tok = files.load()
+    else:
+        raise FileNotFoundError(f"{folder.root}: no tokenizer/ folder; give one with tokenizer=<dir>")
+    return export_checkpoint(folder.checkpoint, output, cfg, tok, dtype=dtype)
+
+
 # ------------------------------------------------------------------------------------------------ import
 
 
@@ -183,8 +194,6 @@ class _NoSchedule:
 def import_hf(hf_path: str | Path, output: str | Path, *, tp: int = 1, pp: int = 1) -> dict[str, Any]:
     """An HF Qwen2 folder → `<output>/checkpoints/iter_0000000` (+ `latest`), `<output>/model_config.json`
     and, when the folder has a tokenizer, `<output>/tokenizer/<name>.tiktoken` + `special_tokens.json`."""
-    from qwen_hpc.training.checkpoint import TrainingState, save_checkpoint
-
     cfg, tensors, tokenizer = read_hf_folder(hf_path)
     if cfg.num_attention_heads % tp or cfg.num_layers % pp:
         raise ValueError(f"tp={tp} must divide the heads and pp={pp} the layers of {cfg}")
@@ -206,7 +215,5 @@ def import_hf(hf_path: str | Path, output: str | Path, *, tp: int = 1, pp: int =
                 scheduler=_NoSchedule(),
                 keep_last=1,
             )
-        (tmp / MODEL_CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        if tokenizer is not None:
-            tokenizer.save(tmp / "tokenizer", "tokenizer")
+        write_folder_description(tmp, cfg, tokenizer)
     return {"vocab_rows": rows, "n_vocab": n_vocab, "tp": tp, "pp": pp, "layers": cfg.num_layers}

@@ -102,8 +102,17 @@ def config_hash(module: StageModule, plain_cfg: dict[str, Any]) -> str:
 
 
 def upstream_lineages(module: StageModule, cfg: QwenConfig) -> dict[str, str | None]:
+    """What this stage reads, as lineages: its UPSTREAM stages' markers, unless the module says otherwise
+    with `input_lineages(cfg)` (export_hf given an explicit checkpoint folder needs no upstream stage)."""
+    custom = getattr(module, "input_lineages", None)
+    if custom is not None:
+        return custom(cfg)
+    return marker_lineages(module.UPSTREAM, cfg)
+
+
+def marker_lineages(stages: tuple[str, ...], cfg: QwenConfig) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for up in module.UPSTREAM:
+    for up in stages:
         marker = stage_dir(cfg, up) / MARKER
         out[up] = read_json(marker).get("lineage") if marker.exists() else None
     return out

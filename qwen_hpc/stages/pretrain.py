@@ -28,11 +28,16 @@ def progress(stage_dir: Path) -> int | None:
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
+    from qwen_hpc.interop.folder import write_folder_description
     from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
 
     tokens = outputs.read_blend(ctx.stage_path("tokens"))
     blend, eod_id, n_vocab = tokens.pairs, tokens.eod_id, tokens.n_vocab
+    init = _init_checkpoint(cfg)
+    if ctx.rank == 0:  # the stage folder describes itself: export_hf and init_checkpoint read it alone
+        files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)
+        write_folder_description(ctx.stage_dir, cfg.model, files if files.ranks.is_file() else None)
     # GPTDataset's index caches: their own single-process CPU step, before distributed training starts
     cache_dir = ctx.stage_dir / "index_cache"
     prepare_index_caches(
@@ -55,6 +60,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         should_stop=ctx.should_stop,
         extra_state=extra,
         index_cache_dir=cache_dir,
+        init_checkpoint=init,
     )
     if result.status == "failed":
         raise RuntimeError(f"pretraining failed at iteration {result.iteration}: {result.metrics}")
@@ -71,3 +77,38 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
     recorded = {"checkpoints": str(outputs.checkpoints_dir(ctx.stage_dir)), "checkpoint": str(result.checkpoint)}
     return StageResult(result.status, metrics=metrics, outputs=recorded)
+
+
+
+# The dimensions that decide the shape of every weight; the rest (seq_length, RoPE base, long-context
+# settings) may change when training continues from a checkpoint.
+_SHAPE_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size")
+
+
+def _init_checkpoint(cfg: QwenConfig) -> Path | None:
+    """`pretrain.init_checkpoint`, checked against `model` before any job starts training on it."""
+    if not cfg.pretrain.init_checkpoint:
+        return None
+    from qwen_hpc.interop.folder import MODEL_CONFIG, open_checkpoint_folder
+
+    path = Path(cfg.pretrain.init_checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"pretrain.init_checkpoint={path} does not exist")
+    try:
+        theirs = open_checkpoint_folder(path).model_config()
+    except FileNotFoundError:  # a bare checkpoint root: dist_checkpointing checks the shapes when loading
+        return path
+    ours = cfg.model
+    differ = [
+        f"{name} {getattr(theirs, name)} (checkpoint) != {getattr(ours, name)} (model)"
+        for name in _SHAPE_FIELDS
+        if getattr(theirs, name) != getattr(ours, name)
+    ]
+    if theirs.head_dim != ours.head_dim:
+        differ.append(f"head dim {theirs.head_dim} (checkpoint) != {ours.head_dim} (model)")
+    if differ:
+        raise ValueError(
+            f"pretrain.init_checkpoint={path}: its {MODEL_CONFIG} does not fit model={ours.name}: "
+            + "; ".join(differ)
+        )
+    return path

@@ -41,7 +41,10 @@ class StageInputError(RuntimeError):
 
 
 def _current_lineage(module: StageModule, cfg: QwenConfig, plain: dict[str, Any]) -> tuple[str, str, dict]:
-    inputs = upstream_lineages(module, cfg)
+    try:
+        inputs = upstream_lineages(module, cfg)
+    except FileNotFoundError as exc:  # an input folder named in the config is missing
+        raise StageInputError(str(exc)) from exc
     missing = [name for name, value in inputs.items() if value is None]
     if missing:
         raise StageInputError(

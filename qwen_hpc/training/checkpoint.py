@@ -333,12 +333,40 @@ def load_checkpoint(
     return found
 
 
-def load_weights(checkpoint_dir: str | Path, model: Any) -> tuple[Path, int]:
-    """Only the model weights, from one checkpoint directory or from the newest valid one under a root.
+def resolve_checkpoint(path: str | Path) -> Path:
+    """One checkpoint directory from any of: an `iter_*` folder, a checkpoints root (the one its `latest`
+    names, else the newest), or a folder holding `checkpoints/` (what `import_hf` and `pretrain` write)."""
+    path = Path(path)
+    if (path / "metadata.json").is_file():
+        return path
+    root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    found = candidates(root)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint under {path} (expected iter_* folders or checkpoints/)")
+    return found[0]
 
+
+def checkpoint_vocab_rows(checkpoint: str | Path) -> int:
+    """Embedding rows of one checkpoint, read from its tensor metadata (the TP layout decided the padding)."""
+    with cpu_shims():
+        meta = dist_checkpointing.load_tensors_metadata(str(checkpoint))
+    for key in ("embedding.word_embeddings.weight", "model.embedding.word_embeddings.weight"):
+        if key in meta:
+            return int(meta[key].global_shape[0])
+    raise KeyError(f"{checkpoint}: no embedding.word_embeddings.weight in the checkpoint")
+
+
+def load_weights(checkpoint_dir: str | Path, model: Any) -> tuple[Path, int]:
+    """Only the model weights, into an already built `model` of any TP/PP layout: the library call behind
+    `pretrain.init_checkpoint` (continued pretraining, SFT) — fresh optimizer and schedule are the caller's.
+
+    `checkpoint_dir` is one checkpoint directory, a checkpoints root (the newest valid one is used) or a
+    folder holding `checkpoints/` (`import_hf`'s output, a `pretrain` stage folder).
     Returns (checkpoint path, its iteration). Collective.
     """
     checkpoint_dir = Path(checkpoint_dir)
+    if not (checkpoint_dir / "metadata.json").is_file() and (checkpoint_dir / "checkpoints").is_dir():
+        checkpoint_dir = checkpoint_dir / "checkpoints"
 
     def load(path: Path) -> TrainingState:
         return _load_one(path, model=model, optimizer=None, scheduler=None, restore_rng=False)

@@ -238,6 +238,7 @@ def _setup(
         log.info("resumed from %s (iteration %d)", loaded[0], state.iteration)
     else:
         if init_checkpoint is not None:  # weights only, resharded to this layout; a fresh run otherwise
+            _check_init_rows(init_checkpoint, padded_vocab_size(n_vocab, model_cfg, train.tensor_model_parallel_size))
             path, iteration = ckpt.load_weights(init_checkpoint, model)
             log.info("initial weights from %s (iteration %d)", path, iteration)
         # Iteration i (1-based) uses the scheduler's LR at step i: warmup starts at lr/warmup, not at 0,
@@ -268,6 +269,17 @@ def _setup(
         world_size=world,
         tracker=tracker if is_logger else NullTracker(),
     )
+
+
+def _check_init_rows(init_checkpoint: Path, rows: int) -> None:
+    """The initial checkpoint must embed as many rows as this run (its tokenizer and TP padding)."""
+    theirs = ckpt.checkpoint_vocab_rows(ckpt.resolve_checkpoint(init_checkpoint))
+    if theirs != rows:
+        raise ValueError(
+            f"init_checkpoint {init_checkpoint} embeds {theirs} vocabulary rows, this run {rows} (its tokenizer "
+            f"padded for TP={ps.get_tensor_model_parallel_world_size()}): train on the checkpoint's tokenizer, "
+            "or import it with import_hf tp=<this run's TP>"
+        )
 
 
 def _evaluate(run: _Run, train: TrainConfig) -> dict[str, float]:

@@ -122,6 +122,26 @@ def test_pipeline_layouts_match_one_process_from_the_same_weights(
     assert run["status"] == "completed" and sorted(run["losses"]) == sorted(losses)
     assert max(abs(run["losses"][i] - losses[i]) for i in losses) < 1e-5
     assert run["val_loss"] == pytest.approx(val_loss, abs=1e-5)
+    if name == "tp2pp2":
+        _export_matches_unsharded(tmp_path / "run" / "checkpoints", cache.parent / "run" / "checkpoints", tmp_path)
+
+
+def _export_matches_unsharded(sharded: Path, unsharded: Path, tmp_path: Path) -> None:
+    """Issue 12 item 2: the TP2×PP2 checkpoint exported to HF gives the logits of the one-process run trained
+    the same way (the two runs agree to float rounding, 1e-5 in loss; 1e-4 bounds the logits)."""
+    import torch
+    transformers = pytest.importorskip("transformers")
+
+    from qwen_hpc.interop.hf_checkpoint import export_checkpoint, load_model, single_process_megatron
+    from qwen_hpc.tokenizer import QwenTokenizer
+
+    tokenizer = QwenTokenizer({bytes([i]): i for i in range(256)}, name="bytes")  # 464 ids <= 512 rows
+    export_checkpoint(sharded, tmp_path / "hf", tiny_model(), tokenizer)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 17, 300, 42, 7, 501, 99, 3, 250, 64, 12, 400]])
+    with single_process_megatron(), torch.no_grad():
+        ours = load_model(unsharded, tiny_model())(ids, torch.arange(ids.shape[1])[None], None)
+        assert (hf(ids).logits - ours).abs().max().item() <= 1e-4
 
 
 @pytest.mark.slow
