@@ -91,15 +91,17 @@ def open_checkpoint_folder(path: str | Path) -> CheckpointFolder:
 def write_folder_description(
     root: str | Path, cfg: ModelConfig, tokenizer: TokenizerFiles | QwenTokenizer | None
 ) -> None:
-    """Write `model_config.json` and `tokenizer/` into `root` (each file atomically)."""
+    """Write `model_config.json` and `tokenizer/` (`tokenizer.tiktoken` + `special_tokens.json`) into `root`,
+    each file atomically."""
     root = Path(root)
     write_text(root / MODEL_CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
     if isinstance(tokenizer, QwenTokenizer):
         tokenizer.save(root / TOKENIZER, "tokenizer")
     elif tokenizer is not None:
-        for src in (tokenizer.ranks, tokenizer.special_tokens):
-            if src is not None:
-                write_bytes(root / TOKENIZER / src.name, src.read_bytes())
+        # one name whatever the tokenizer stage called it, as import_hf writes it
+        write_bytes(root / TOKENIZER / "tokenizer.tiktoken", tokenizer.ranks.read_bytes())
+        if tokenizer.special_tokens is not None:
+            write_bytes(root / TOKENIZER / SPECIAL_TOKENS_FILE, tokenizer.special_tokens.read_bytes())
 
 
 def fingerprint(path: str | Path) -> str:

@@ -40,7 +40,7 @@ class InitialModel:
 def initial_model(cfg: QwenConfig, ctx: StageContext) -> InitialModel:
     """Where the weights, the model's dimensions and the tokenizer come from."""
     from qwen_hpc import outputs
-    from qwen_hpc.interop.hf_checkpoint import MODEL_CONFIG
+    from qwen_hpc.interop.folder import MODEL_CONFIG
     from qwen_hpc.model.config import ModelConfig
     from qwen_hpc.tokenizer.encoding import TokenizerFiles
 
