@@ -214,39 +214,41 @@ class QualityRulesConfig:
 
 @dataclass
 class QualityModelConfig:
-    """A learned quality score (Qwen report §2.1 "text-quality scoring models"): a logistic regression on
-    hashed word 1- and 2-grams (2**`hash_bits` features), trained inside the run to tell a reference set of
-    good text (label 1) from a sample of the raw pool (label 0), as GPT-3's CommonCrawl classifier did.
-    The score is the classifier's log-odds of "reference-like". A `text`-kind document scoring below the
-    threshold is dropped as `quality_model`; the threshold is `threshold` when set, else the `drop_quantile`
-    quantile of the pool sample's scores (so about that share of raw text goes, whatever the calibration).
+    """A learned quality score (Qwen report §2.1 "text-quality scoring models"; see data/quality_model.py): a
+    logistic regression on hashed function-word/shape 1-3-grams and repetition statistics (2**`hash_bits`
+    features), trained to tell good text (positives) from a sample of the raw pool, read as a
+    positive-unlabeled probability P(good). A `text`-kind document with P(good) < `threshold` is dropped as
+    `quality_model`.
 
-    Reference: `reference_paths` (JSONL with key `text`, or .txt files split at blank lines) and, when
-    `reference_builtin`, the Python language reference shipped in the standard library (`pydoc_data`,
-    edited English prose), split into paragraphs. Pool: the `pool_docs` raw documents of `text` sources with
-    the smallest hash of their id (a uniform sample that does not depend on reading order)."""
+    Positives are held apart from the pool: `positives` (JSONL with key `text`, or text files split at blank
+    lines, never sampled as negatives); when none are given and the embedded corpus is on, a seeded
+    `embedded_positives` share of the embedded prose documents (trusted documentation), which then never
+    enter the negatives. Pool: the `pool_docs` raw documents of `text` sources with the smallest hash of
+    their id (a uniform sample that does not depend on reading order). A seeded `heldout_fraction` of both
+    is held out: it gives the recorded accuracy and ROC-AUC, and c, the scale of P(good)."""
 
     enabled: bool = True
-    reference_paths: List[str] = field(default_factory=list)  # noqa: UP006
-    reference_builtin: bool = True
+    positives: List[str] = field(default_factory=list)  # noqa: UP006
+    embedded_positives: float = 0.2  # share of the embedded prose held apart as positives (no `positives`)
     pool_docs: int = 2000
     hash_bits: int = 18
-    epochs: int = 60
-    learning_rate: float = 50.0
-    l2: float = 1e-4
-    threshold: Optional[float] = None  # noqa: UP045 - log-odds; None: from drop_quantile
-    drop_quantile: float = 0.03
+    max_iter: int = 200  # L-BFGS iterations
+    l2: float = 3e-3
+    threshold: float = 0.5  # on P(good), a probability
+    heldout_fraction: float = 0.2
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 10 <= self.hash_bits <= 24:
             raise ValueError(f"data.quality_model.hash_bits={self.hash_bits} must be in [10, 24]")
-        if not 0.0 <= self.drop_quantile < 1.0:
-            raise ValueError(f"data.quality_model.drop_quantile={self.drop_quantile} must be in [0, 1)")
-        if self.learning_rate * self.l2 >= 1.0:
-            raise ValueError("data.quality_model: learning_rate * l2 must be < 1 (gradient descent diverges)")
-        if self.pool_docs < 10 or self.epochs < 1 or self.learning_rate <= 0 or self.l2 < 0:
-            raise ValueError("data.quality_model: need pool_docs >= 10, epochs >= 1, learning_rate > 0, l2 >= 0")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"data.quality_model.threshold={self.threshold} must be a probability in (0, 1)")
+        if not 0.0 <= self.embedded_positives < 1.0:
+            raise ValueError(f"data.quality_model.embedded_positives={self.embedded_positives} must be in [0, 1)")
+        if not 0.05 <= self.heldout_fraction <= 0.5:
+            raise ValueError(f"data.quality_model.heldout_fraction={self.heldout_fraction} must be in [0.05, 0.5]")
+        if self.pool_docs < 10 or self.max_iter < 1 or self.l2 <= 0:
+            raise ValueError("data.quality_model: need pool_docs >= 10, max_iter >= 1, l2 > 0")
 
 
 @dataclass

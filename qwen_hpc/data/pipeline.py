@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from qwen_hpc.data.config import DataConfig, SourceConfig
+from qwen_hpc.data.config import EMBEDDED_SOURCE_NAMES, DataConfig, SourceConfig
 from qwen_hpc.data.document import Document
 from qwen_hpc.data.normalize import Normalizer
 from qwen_hpc.data.readers import read_source, source_files
@@ -64,6 +64,7 @@ from qwen_hpc.utils.hashing import hash_obj
 from qwen_hpc.utils.io import atomic_dir, atomic_path, read_json, write_bytes, write_json
 
 log = logging.getLogger(__name__)
+PROSE = EMBEDDED_SOURCE_NAMES[0]
 
 TEXT_KEY = "text"
 MapFn = Callable[[Callable[[ShardTask], Any], Sequence[ShardTask]], list[Any]]
@@ -112,32 +113,43 @@ def plan_tasks(sources: list[SourceConfig], task_mb: float = 0.0) -> list[ShardT
 # ----------------------------------------------------------------------------------- once, before shards
 
 
-def _pool_sample(cfg: DataConfig, sources: list[SourceConfig]) -> list[str]:
-    """Bottom-k sample (smallest id hash) of the readable, non-empty documents of `text` sources."""
+def _id_key(doc_id: str, salt: bytes = b"") -> int:
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8, key=salt).digest(), "little")
+
+
+def _samples(cfg: DataConfig, sources: list[SourceConfig]) -> tuple[list[str], list[str]]:
+    """(held-apart embedded positives, pool sample). The pool sample is the bottom-k (smallest id hash) of
+    the readable, non-empty documents of `text` sources. When `quality_model.positives` is empty, a seeded
+    hash slice of the embedded prose (`embedded_positives`) is held apart as positives and never sampled."""
+    qm = cfg.quality_model
+    slice_of = PROSE if cfg.embedded_corpus and not qm.positives and qm.embedded_positives > 0 else None
+    salt = f"quality-positives-{qm.seed}".encode()
     heap: list[tuple[int, str]] = []  # max-heap via negated keys
-    k = cfg.quality_model.pool_docs
+    positives: list[str] = []
     for source in sources:
         if source.kind != "text":
             continue
         for doc in read_source(source):
             if doc.error or not doc.text.strip() or len(doc.text) > cfg.max_chars:
                 continue
-            key = int.from_bytes(hashlib.blake2b(doc.id.encode(), digest_size=8).digest(), "little")
-            if len(heap) < k:
+            if source.name == slice_of and _id_key(doc.id, salt) < qm.embedded_positives * 2**64:
+                positives.append(doc.text)
+                continue
+            key = _id_key(doc.id)
+            if len(heap) < qm.pool_docs:
                 heapq.heappush(heap, (-key, doc.text))
             elif -heap[0][0] > key:
                 heapq.heapreplace(heap, (-key, doc.text))
-    return [t for _, t in sorted(heap, reverse=True)]
+    return positives, [t for _, t in sorted(heap, reverse=True)]
 
 
-def _reference_texts(cfg: DataConfig) -> list[str]:
+def _positive_files(cfg: DataConfig) -> list[str]:
     from qwen_hpc.data.config import SourceConfig as _Source
-    from qwen_hpc.data.quality_model import builtin_reference
 
-    texts = builtin_reference() if cfg.quality_model.reference_builtin else []
-    for i, pattern in enumerate(cfg.quality_model.reference_paths):
+    texts: list[str] = []
+    for i, pattern in enumerate(cfg.quality_model.positives):
         fmt = "jsonl" if ".jsonl" in pattern else "text"
-        ref = _Source(name=f"reference{i}", paths=[pattern], format=fmt, text_unit="paragraph")
+        ref = _Source(name=f"positives{i}", paths=[pattern], format=fmt, text_unit="paragraph")
         texts += [d.text for d in read_source(ref) if not d.error and d.text.strip()]
     return texts
 
@@ -147,15 +159,27 @@ def _train_quality_model(cfg: DataConfig, sources: list[SourceConfig], work: Pat
         return None, {}
     from qwen_hpc.data.quality_model import train
 
-    reference, pool = _reference_texts(cfg), _pool_sample(cfg, sources)
-    if len(reference) < 2 or len(pool) < 2:
-        log.warning("quality model skipped: %d reference and %d pool documents", len(reference), len(pool))
-        return None, {"skipped": f"{len(reference)} reference and {len(pool)} pool documents"}
-    model, threshold, info = train(reference, pool, cfg.quality_model)
-    info["reference"] = {"builtin": cfg.quality_model.reference_builtin, "paths": list(cfg.quality_model.reference_paths)}
-    info["pool"] = {"sources": [s.name for s in sources if s.kind == "text"], "sample": "smallest blake2b(id)"}
+    embedded, sample = _samples(cfg, sources)
+    if cfg.quality_model.positives:
+        positives = _positive_files(cfg)
+        origin: dict[str, Any] = {"paths": list(cfg.quality_model.positives)}
+    else:
+        positives = embedded
+        origin = {"embedded_prose_slice": cfg.quality_model.embedded_positives if embedded else None}
+    held_apart = set(positives)
+    pool = [t for t in sample if t not in held_apart]  # a positive is never also a negative
+    if len(positives) < 4 or len(pool) < 4:
+        log.warning("quality model skipped: %d positive and %d pool documents (give quality_model.positives)",
+                    len(positives), len(pool))
+        return None, {"skipped": f"{len(positives)} positive and {len(pool)} pool documents", "positives": origin}
+    model, info = train(positives, pool, cfg.quality_model)
+    info["positives"] = origin
+    info["pool"] = {"sources": [s.name for s in sources if s.kind == "text"], "sample": "smallest blake2b(id)",
+                    "positives_left_out": len(sample) - len(pool)}
     path = work / "quality_model.npz"
-    model.save(path, threshold)
+    model.save(path)
+    log.info("quality model: held-out accuracy %.3f, ROC-AUC %.3f; %.1f%% of the pool sample below P(good) %.2f",
+             info["heldout_accuracy"], info["heldout_roc_auc"], 100 * info["pool_below_threshold"], info["threshold"])
     return str(path), info
 
 

@@ -21,6 +21,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.data.pipeline import curate, prepare_sources
     from qwen_hpc.launch.array import array_map
     from qwen_hpc.launch.submit import effective_launcher
+    from qwen_hpc.utils.io import read_json
 
     started = time.perf_counter()
     # configured sources first: when a text is in both, the user's copy is the one kept
@@ -40,6 +41,10 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         "docs_per_s": round(stats.read / elapsed, 1) if elapsed > 0 else 0.0,
     }
     metrics.update({f"dropped/{reason}": n for reason, n in sorted(stats.dropped.items())})
+    quality = (read_json(ctx.stage_dir / "stats.json").get("quality_model") or {})
+    for key in ("heldout_accuracy", "heldout_roc_auc", "pool_below_threshold"):  # shown in the report's table
+        if key in quality:
+            metrics[f"quality_model/{key}"] = quality[key]
     ctx.tracker.log(metrics)
     return StageResult(
         "completed", metrics=metrics,

@@ -66,21 +66,22 @@ def test_each_quality_rule_drops_under_its_own_name(rule: str, tmp_path: Path) -
 def test_quality_model_is_trained_recorded_and_applied(tmp_path: Path) -> None:
     rng = random.Random(0)
     spam = "cheap pills casino win free money click here best deals viagra loans crypto bonus".split()
-    reference = [EN.replace("library", w) for w in ("museum", "school", "park", "theatre", "garden")] * 4
+    places = ("museum", "school", "park", "theatre", "garden", "station", "market", "hall", "court", "bridge")
+    reference = [EN.replace("library", w) for w in places] * 2
     ref_path = write_lines(tmp_path / "ref.jsonl", [{"text": t} for t in reference])
     pool = [" ".join(rng.choice(spam) for _ in range(40)) for _ in range(30)] + [EN, EN.replace("library", "hall")]
     web = write_lines(tmp_path / "web.jsonl", [{"text": t} for t in pool])
-    cfg = config(quality_model=QualityModelConfig(reference_paths=[str(ref_path)], reference_builtin=False,
-                                                  pool_docs=100, threshold=0.0))
+    cfg = config(quality_model=QualityModelConfig(positives=[str(ref_path)], pool_docs=100))
     out = tmp_path / "out"
     stats = curate(cfg, [jsonl_source("web", web)], out, progress=False)
     assert stats.dropped == {"quality_model": 30} and stats.kept == 2
     record = read_json(out / "stats.json")["quality_model"]
-    assert record["reference_documents"] == 20 and record["pool_documents"] == 32
-    assert record["threshold"] == 0.0 and record["threshold_from"] == "configured"
-    assert record["reference"]["paths"] == [str(ref_path)] and record["heldout_accuracy"] >= 0.5
+    assert record["positive_documents"] == 20 and record["pool_documents"] == 31  # "hall" is a positive too
+    assert record["pool"]["positives_left_out"] == 1
+    assert record["threshold"] == 0.5 and record["positives"]["paths"] == [str(ref_path)]
+    assert record["heldout_accuracy"] >= 0.5 and record["heldout_roc_auc"] >= 0.5
     assert read_json(out / "quality_model.json") == record
-    assert all(d["detail"].startswith("score ") for d in read_jsonl(out / "dropped.jsonl"))
+    assert all(d["detail"].startswith("P(good) ") for d in read_jsonl(out / "dropped.jsonl"))
 
 
 def test_parquet_rows_and_bad_parquet(tmp_path: Path) -> None:

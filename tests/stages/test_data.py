@@ -28,7 +28,10 @@ def test_data_counts_every_document_and_writes_manifest(small_run) -> None:
     assert stats["funnel"][-1]["remaining"] == stats["kept"]
     assert (out / "funnel.png").read_bytes().startswith(b"\x89PNG")
     assert stats["filters"]["dedup"]["num_perm"] == 128 and stats["filters"]["language"]["seen"] > 0
-    assert stats["quality_model"]["threshold_from"].startswith("pool quantile")
+    quality = stats["quality_model"]  # issue 12.6: positives held apart, a probability threshold, recorded
+    assert quality["threshold"] == 0.5 and quality["positives"] == {"embedded_prose_slice": 0.2}
+    assert marker["metrics"]["quality_model/heldout_roc_auc"] == quality["heldout_roc_auc"]
+    assert stats["dropped"].get("quality_model", 0) <= 0.05 * stats["read"]  # clean documentation stays
     assert stats["decontamination"]["n"] == 13 and "humaneval" in stats["decontamination"]["benchmarks"]
     assert stats["kept"] >= 0.8 * stats["read"]  # the defaults keep the embedded corpus mostly intact
     assert {s["name"]: s["kind"] for s in manifest["sources"]} == {"prose": "text", "code": "code"}
