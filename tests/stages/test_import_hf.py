@@ -42,11 +42,12 @@ def test_pretrain_starts_from_an_imported_model(small_run, tmp_path) -> None:
     from qwen_hpc.interop.hf_checkpoint import single_process_megatron
     from qwen_hpc.model.builder import padded_vocab_size
     from qwen_hpc.model.config import ModelConfig
-    from qwen_hpc.stages.tokens import read_blend
+    from qwen_hpc.outputs import read_blend
     from qwen_hpc.training.data import MicroBatchIterator, build_datasets
 
     small_run.stage("tokens")
-    blend, eod_id, n_vocab = read_blend(small_run.run_dir / "tokens")
+    tokens = read_blend(small_run.run_dir / "tokens")
+    blend, eod_id, n_vocab = tokens.pairs, tokens.eod_id, tokens.n_vocab
     tiny = ModelConfig()
     torch.manual_seed(0)
     hf = Qwen2ForCausalLM(Qwen2Config(
