@@ -11,7 +11,7 @@ from qwen_hpc.stages.base import StageContext, StageResult
 NAME = "pretrain"
 DESCRIPTION = "train the Qwen-layout GPTModel on Megatron-Core (TP/PP/DP, checkpoint, preempt -> requeue)"
 CONFIG_KEYS = ("model", "pretrain")
-UPSTREAM = ("tokens",)
+UPSTREAM = ("tokenizer", "tokens")  # tokenizer: copied into the folder, which then describes itself
 DISTRIBUTED = True
 
 
