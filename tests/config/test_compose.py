@@ -83,7 +83,7 @@ def test_missing_data_source_is_a_config_error(tmp_path: Path) -> None:
 def test_upstream_missing_is_reported_before_submitting(tmp_path: Path) -> None:
     proc = run_qwen(["pretrain", f"run.root={tmp_path}", "launcher=slurm"], check=False)
     assert proc.returncode == 2
-    assert "needs tokens first" in proc.stderr
+    assert "needs tokenizer, tokens first" in proc.stderr
 
 
 def test_cfg_job_prints_the_composed_config() -> None:
