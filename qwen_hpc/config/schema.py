@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from qwen_hpc.config.launcher import LauncherConfig
 from qwen_hpc.config.logger import LoggerConfig
 from qwen_hpc.config.stages import (
+    ContinuedPretrainStageConfig,
     DataStageConfig,
     EvaluateStageConfig,
     ExportHfStageConfig,
@@ -22,9 +23,11 @@ from qwen_hpc.config.stages import (
     LongContextStageConfig,
     PPOStageConfig,
     PretrainStageConfig,
+    RecipeConfig,
     ReportStageConfig,
     RewardModelPMPStageConfig,
     RewardModelStageConfig,
+    SFTBranchStageConfig,
     SFTStageConfig,
     TokenizerStageConfig,
     TokensStageConfig,
@@ -65,6 +68,14 @@ class QwenConfig:
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
     export_hf: ExportHfStageConfig = field(default_factory=ExportHfStageConfig)
     import_hf: ImportHfStageConfig = field(default_factory=ImportHfStageConfig)
+    # the Code-Qwen / Math-Qwen branches (spec §10-11): the same stage code, their own sections
+    code_pretrain: ContinuedPretrainStageConfig = field(default_factory=ContinuedPretrainStageConfig)
+    code_sft: SFTBranchStageConfig = field(default_factory=SFTBranchStageConfig)
+    math_sft: SFTBranchStageConfig = field(default_factory=SFTBranchStageConfig)
+    math_evaluate: EvaluateStageConfig = field(
+        default_factory=lambda: EvaluateStageConfig(tasks=["gsm8k", "math"], chat=True)
+    )
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     # where and how stages run and are observed: never part of a stage's output (see config_fields)
     launcher: LauncherConfig = runtime(default_factory=LauncherConfig)
     logger: LoggerConfig = runtime(default_factory=LoggerConfig)

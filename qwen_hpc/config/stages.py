@@ -6,6 +6,7 @@ the stage runs (resources, workers, memory knobs) and never enter its config has
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Dict, Optional  # noqa: UP035 - OmegaConf needs typing.Dict
 
 from qwen_hpc.alignment.config import SFTConfig
 from qwen_hpc.config.resources import ResourceOverrides
@@ -55,6 +56,27 @@ class PretrainStageConfig:
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
+@dataclass
+class ContinuedPretrainStageConfig(PretrainStageConfig):
+    """A pretraining branch that starts from another model's weights (Code-Qwen, spec §10): the pretrain
+    stage's code with its own section, run folder and token mixture. Optimizer, LR schedule and data order
+    start fresh; only the weights come from `init_checkpoint`."""
+
+    init_checkpoint: str = ""  # "" = the pretrain stage's latest checkpoint; else a checkpoint root or folder
+    # tokens-stage source name -> mixture weight; sources not named are left out (Code-Qwen: code only)
+    source_weights: Dict[str, float] = field(default_factory=lambda: {"code": 1.0})  # noqa: UP006
+    seq_length: Optional[int] = None  # noqa: UP045  None = model.seq_length (Code-Qwen: 8192)
+    rotary_base: Optional[float] = None  # noqa: UP045  None = model.rotary_base
+
+    def __post_init__(self) -> None:
+        if not self.source_weights or any(not w > 0 for w in self.source_weights.values()):
+            raise ValueError(f"source_weights={dict(self.source_weights)} needs >= 1 source, weights > 0")
+        if self.seq_length is not None and self.seq_length < 1:
+            raise ValueError(f"seq_length={self.seq_length} must be >= 1")
+        if self.rotary_base is not None and not self.rotary_base > 0:
+            raise ValueError(f"rotary_base={self.rotary_base} must be positive")
+
+
 EVAL_TASKS = ("perplexity", "mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneval", "mbpp", "bbh")
 
 
@@ -81,6 +103,34 @@ class RewardModelStageConfig(RewardModelConfig):
 @dataclass
 class PPOStageConfig(PPOConfig):
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
+
+
+@dataclass
+class SFTBranchStageConfig(SFTStageConfig):
+    """An SFT branch (Code-Qwen-Chat, Math-Qwen-Chat; spec §10-11): the sft stage's code with its own
+    section and run folder; `init_checkpoint` "" = the branch's upstream training stage."""
+
+    seq_length: Optional[int] = None  # noqa: UP045  None = model.seq_length (Math-Qwen-Chat: 1024)
+
+    def __post_init__(self) -> None:
+        if self.seq_length is not None and self.seq_length < 1:
+            raise ValueError(f"seq_length={self.seq_length} must be >= 1")
+
+
+@dataclass
+class RecipeConfig:
+    """Which optional branches of the DAG `workflow/Snakefile` builds (`rule all`)."""
+
+    code_qwen: bool = False  # code_pretrain -> code_sft (spec §10)
+    math_qwen: bool = False  # math_sft -> math_evaluate (spec §11)
+    rlhf: bool = True  # reward_model -> ppo, when those stages exist in this checkout
+    # fail: a switched-on branch whose input files are missing stops planning | skip: leave that branch out
+    # (with a warning), e.g. tiny's math branch on a fresh clone without ../shared/datasets/gsm8k
+    missing_data: str = "fail"
+
+    def __post_init__(self) -> None:
+        if self.missing_data not in ("fail", "skip"):
+            raise ValueError(f"recipe.missing_data={self.missing_data!r} must be fail|skip")
 
 
 @dataclass

@@ -75,3 +75,52 @@ def perplexity_vs_length_png(table: dict[str, dict[int, float]], train_length: i
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _png(fig)
+
+
+# panels of a training stage's curves: (metrics.jsonl key, y label); only keys a stage logged are drawn
+CURVE_PANELS = (
+    ("loss", "loss"),
+    ("lr", "learning rate"),
+    ("tokens_per_s", "tokens / s"),
+    ("accuracy", "accuracy"),
+    ("reward", "reward"),
+    ("kl", "KL to the reference"),
+)
+
+
+def training_curves_png(records: list[dict], *, smoothing: int, title: str) -> bytes | None:
+    """Loss (and validation loss), LR and throughput against the step — plus reward, KL or accuracy where a
+    stage logs them (reward model, PPO) — one panel each; None when the stage logged none of them."""
+    panels = []
+    for key, label in CURVE_PANELS:
+        points = _per_step(records, key)
+        if points:
+            panels.append((key, label, points))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), dpi=100, squeeze=False)
+    for ax, (key, label, points) in zip(axes[0], panels, strict=True):
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values, color="#9ecae1" if key == "loss" else "#3182bd", linewidth=0.9, label=key)
+        if key == "loss" and len(values) > smoothing:
+            ax.plot(steps, _smooth(values, smoothing), color="#08519c", linewidth=1.4, label=f"mean of {smoothing}")
+        val = _per_step(records, f"val_{key}")
+        if val:
+            ax.plot(*zip(*val, strict=True), "o-", color="#e6550d", markersize=3, label=f"val_{key}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if key in ("loss", "accuracy", "reward", "kl"):
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def _per_step(records: list[dict], key: str) -> list[tuple[int, float]]:
+    """The last value logged for each step (a requeued run re-logs the steps after its checkpoint)."""
+    by_step: dict[int, float] = {}
+    for r in records:
+        value = r.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and "step" in r:
+            by_step[int(r["step"])] = float(value)
+    return sorted(by_step.items())

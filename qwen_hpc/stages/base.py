@@ -115,6 +115,10 @@ def marker_lineages(stages: tuple[str, ...], cfg: QwenConfig) -> dict[str, str |
     for up in stages:
         marker = stage_dir(cfg, up) / MARKER
         out[up] = read_json(marker).get("lineage") if marker.exists() else None
+    for up in getattr(module, "OPTIONAL_UPSTREAM", ()):  # read only when they ran: part of the lineage then
+        marker = stage_dir(cfg, up) / MARKER
+        if marker.exists():
+            out[up] = read_json(marker).get("lineage")
     return out
 
 

@@ -25,7 +25,24 @@ _FIRST_CLASS_SBATCH = {
 
 
 # stages that run the model on a TP/PP/DP layout
-TRAINING_LAYOUT_STAGES = ("pretrain", "evaluate", "sft")
+TRAINING_LAYOUT_STAGES = ("pretrain", "evaluate", "sft", "math_evaluate", "code_pretrain", "code_sft", "math_sft")
+# the Code-Qwen / Math-Qwen stages that train with a section of their own (spec §10-11)
+TRAINING_BRANCHES = ("code_pretrain", "code_sft", "math_sft")
+SFT_STAGES = ("sft", "code_sft", "math_sft")
+
+
+def _branch_model(cfg: QwenConfig, section: object):  # noqa: ANN202 - ModelConfig with the branch's context
+    import dataclasses
+
+    changes = {k: getattr(section, k) for k in ("seq_length", "rotary_base") if getattr(section, k, None)}
+    return dataclasses.replace(cfg.model, **changes) if changes else cfg.model
+
+
+def _as_evaluate(stage: str, cfg: QwenConfig) -> QwenConfig:
+    """math_evaluate runs the evaluate stage's code with its own section."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, evaluate=cfg.math_evaluate) if stage == "math_evaluate" else cfg
 
 
 class PreflightError(ValueError):
@@ -62,6 +79,9 @@ def check_training_layout(stage: str, cfg: QwenConfig) -> None:
             check_parallel_layout(train, cfg.pretrain.optimizer, world, model=cfg.model)
         elif stage == "sft":
             check_parallel_layout(cfg.sft.train, cfg.sft.optimizer, world, model=cfg.model)
+        elif stage in TRAINING_BRANCHES:  # their own train/optimizer sections and context
+            section = getattr(cfg, stage)
+            check_parallel_layout(section.train, section.optimizer, world, model=_branch_model(cfg, section))
         else:
             check_model_parallel(cfg.model, train)
             if world % train.model_parallel_size:
@@ -130,11 +150,11 @@ def config_problems(stage: str, cfg: QwenConfig) -> list[str]:
             check_training_layout(stage, cfg)
         except PreflightError as exc:
             problems.append(str(exc))
-    if stage == "evaluate":
+    if stage in ("evaluate", "math_evaluate"):
         from qwen_hpc.evaluation.suite import MissingBenchmarkData
 
         try:
-            check_benchmarks(cfg)
+            check_benchmarks(_as_evaluate(stage, cfg))
         except MissingBenchmarkData:
             pass  # an input problem (input_problems)
         except PreflightError as exc:
@@ -151,12 +171,12 @@ def _source_files(stage: str, cfg: QwenConfig) -> str | None:
             from qwen_hpc.data.config import check_sources
 
             check_sources(cfg.data)
-        elif stage == "sft":
+        elif stage in SFT_STAGES:
             from qwen_hpc.alignment.dataset import check_sft_sources
 
-            check_sft_sources(cfg.sft)
-        elif stage == "evaluate":
-            check_benchmarks(cfg)
+            check_sft_sources(getattr(cfg, stage))
+        elif stage in ("evaluate", "math_evaluate"):
+            check_benchmarks(_as_evaluate(stage, cfg))
         elif stage == "tokenizer" and cfg.tokenizer.kind in ("extend", "load"):
             from qwen_hpc.tokenizer.config import resolve_path
 
@@ -167,7 +187,7 @@ def _source_files(stage: str, cfg: QwenConfig) -> str | None:
     except PreflightError:
         return None  # a config problem (config_problems)
     except (FileNotFoundError, ValueError) as exc:
-        return f"evaluate: {exc}" if stage == "evaluate" else str(exc)
+        return f"{stage}: {exc}"
     return None
 
 

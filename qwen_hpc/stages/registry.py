@@ -20,6 +20,11 @@ STAGE_NAMES: tuple[str, ...] = (
     "report",
     "export_hf",
     "import_hf",
+    # the Code-Qwen / Math-Qwen branches (spec §10-11): thin modules over the stages above
+    "code_pretrain",
+    "code_sft",
+    "math_sft",
+    "math_evaluate",
 )
 # Commands spell multi-word stages with a hyphen (`qwen-hpc export-hf`); everything else uses the name.
 COMMAND_ALIASES: dict[str, str] = {name.replace("_", "-"): name for name in STAGE_NAMES if "_" in name}

@@ -9,17 +9,24 @@ NAME = "report"
 DESCRIPTION = "HTML report: loss curve, long-context and data plots + table of every stage's metrics"
 CONFIG_KEYS = ("report",)
 UPSTREAM = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft")
+# stages the report includes when they ran (workflow/Snakefile orders the report after those it plans)
+OPTIONAL_UPSTREAM = (
+    "code_pretrain", "code_sft", "math_sft", "math_evaluate", "reward_model", "ppo", "agent_eval"
+)
 DISTRIBUTED = False
+# training stages whose metrics.jsonl gets a curves panel (loss/LR/throughput; RM accuracy, PPO reward/KL)
+TRAINING = ("pretrain", "sft", "code_pretrain", "code_sft", "math_sft", "reward_model", "ppo")
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
     from qwen_hpc.report.html import render
-    from qwen_hpc.report.plots import loss_curve_png
+    from qwen_hpc.report.plots import loss_curve_png, training_curves_png
     from qwen_hpc.utils.io import read_json, write_bytes, write_text
 
     rows = []
-    for stage in UPSTREAM:
+    present = [s for s in OPTIONAL_UPSTREAM if (ctx.stage_path(s) / outputs.MARKER).is_file()]
+    for stage in (*UPSTREAM, *present):
         marker = outputs.read_marker(ctx.stage_path(stage))
         rows.append({"stage": stage, "status": "completed", "wall_s": marker.wall_s, "metrics": marker.metrics})
     records = outputs.read_metrics(ctx.stage_path("pretrain"))
@@ -36,6 +43,12 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         plots["SFT loss (mean over supervised tokens, Qwen §3.1)"] = loss_curve_png(
             sft_train, sft_val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: SFT loss"
         )
+    for stage in (s for s in TRAINING if s in UPSTREAM or s in present):
+        curves = training_curves_png(
+            outputs.read_metrics(ctx.stage_path(stage)), smoothing=cfg.report.smoothing, title=stage
+        )
+        if curves:
+            plots[f"{stage}: training curves (loss, LR, throughput)"] = curves
     compression_png = ctx.stage_path("tokenizer") / "compression.png"  # written by the tokenizer stage
     if compression_png.is_file():
         plots["tokenizer compression (tokens relative to the reference, per source)"] = (
@@ -54,10 +67,29 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         tables[f"benchmarks: ours next to the paper's {paper['table']} ({paper['model']})"] = (
             ["benchmark", "ours (%)", "paper (%)", "source"], paper["rows"]
         )
+    math = ctx.stage_path("math_evaluate") / "results.json"  # Math-Qwen-Chat next to Table 12
+    if "math_evaluate" in present and math.is_file() and read_json(math).get("paper", {}).get("rows"):
+        paper = read_json(math)["paper"]
+        tables[f"math_evaluate: Math-Qwen-Chat next to the paper's {paper['table']} ({paper['model']})"] = (
+            ["benchmark", "ours (%)", "paper (%)", "source"], paper["rows"]
+        )
+    agents = ctx.stage_path("agent_eval") / "table.md"  # written by the agent_eval stage
+    if "agent_eval" in present and agents.is_file():
+        table = markdown_table(agents.read_text())
+        if table:
+            tables["agents: tool use, code interpreter, HF Agent (Qwen §3.4, Tables 6-9)"] = table
     page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots, tables)
     write_text(ctx.stage_dir / "index.html", page)
     metrics = {"train_points": len(train), "val_points": len(val)}
     return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})
+
+
+def markdown_table(text: str) -> tuple[list[str], list[list[str]]] | None:
+    """The first pipe table of a Markdown text as (columns, rows); None without one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    cells = [row for row in cells if not all(set(c) <= set("-: ") for c in row)]  # the |---| rule
+    return (cells[0], cells[1:]) if len(cells) >= 2 else None
 
 
 def _latest_per_step(records: list[dict], key: str) -> list[tuple[int, float]]:

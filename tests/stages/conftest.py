@@ -38,9 +38,22 @@ SMALL = [
     "reward_model.synthetic.train_pairs=160",
     "reward_model.synthetic.heldout_pairs=100",
     "reward_model.hh_eval_limit=16",
+    # the Code-Qwen / Math-Qwen branches: a few steps each (tiny.yaml sets their shapes)
+    "code_pretrain.train.train_iters=6",
+    "code_pretrain.train.eval_interval=3",
+    "code_pretrain.train.save_interval=3",
+    "code_sft.train.train_iters=4",
+    "code_sft.train.eval_interval=2",
+    "code_sft.embedded.train_conversations=100",
+    "code_sft.heldout_eval=2",
+    "math_sft.train.train_iters=4",
+    "math_sft.train.eval_interval=2",
+    "math_sft.sources.0.max_conversations=100",
+    "math_evaluate.limit=2",
 ]
 ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft", "report", "reward_model_pmp",
          "reward_model")
+BRANCHES = ("code_pretrain", "code_sft", "math_sft", "math_evaluate")
 
 
 class SmallRun:
@@ -57,7 +70,17 @@ class SmallRun:
         return [f"run.root={self.root}", "run.name=small", "launcher=debug", *SMALL, *extra]
 
     def stage(self, name: str) -> Path:
-        for upstream in ORDER[: ORDER.index(name) + 1]:
+        if name in BRANCHES:  # a branch: its upstream closure only
+            from qwen_hpc.stages.registry import get_stage
+
+            def closure(stage: str) -> set[str]:
+                return {stage}.union(*(closure(up) for up in get_stage(stage).UPSTREAM))
+
+            needed = closure(name)
+            todo = [s for s in (*ORDER, *BRANCHES) if s in needed]
+        else:
+            todo = list(ORDER[: ORDER.index(name) + 1])
+        for upstream in todo:
             if upstream not in self.done:
                 proc = run_qwen([upstream, *self.args()])
                 self.outputs[upstream] = proc.stdout + proc.stderr

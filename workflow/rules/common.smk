@@ -24,21 +24,131 @@ def marker(stage):
     return f"{RUNS}/{RUN_NAME}/{stage}/_SUCCESS.json"
 
 
-def upstream(stage):
-    """The markers of the stages `stage` reads: its module's UPSTREAM, so the DAG and the code are one fact.
-
-    Read from the module's source (`UPSTREAM = (...)`, a literal) rather than by importing it, so that
-    planning the DAG does not import torch."""
+def _literal(stage, name):
+    """A module-level literal of a stage module (`UPSTREAM = (...)`), read from its source rather than by
+    importing it, so that planning the DAG does not import torch."""
     import ast
     import importlib.util
 
     source = importlib.util.find_spec(f"qwen_hpc.stages.{stage}").origin
     for node in ast.parse(open(source, encoding="utf-8").read()).body:
         target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
-        if isinstance(target, ast.Name) and target.id == "UPSTREAM":
-            return [marker(name) for name in ast.literal_eval(node.value)]
-    raise ValueError(f"{source} has no UPSTREAM")
+        if isinstance(target, ast.Name) and target.id == name:
+            return ast.literal_eval(node.value)
+    return None
+
+
+def upstream(stage):
+    """The markers of the stages `stage` reads: its module's UPSTREAM, so the DAG and the code are one fact;
+    plus those of its OPTIONAL_UPSTREAM that this experiment plans (`planned`: the report reads every
+    branch that runs)."""
+    names = _literal(stage, "UPSTREAM")
+    if names is None:
+        raise ValueError(f"qwen_hpc/stages/{stage}.py has no UPSTREAM")
+    optional = [name for name in (_literal(stage, "OPTIONAL_UPSTREAM") or ()) if planned(name)]
+    return [marker(name) for name in (*names, *optional)]
 
 
 def stage_log(stage):
     return f"{RUNS}/{RUN_NAME}/logs/{stage}.log"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The composed config of this experiment (the same Hydra composition every `qwen-hpc <stage>` does): which
+# branches `rule all` builds (`recipe.*` in the experiment file) and each rule's resources (the stage's
+# `resources` over the launcher's), so `snakemake -n --profile slurm` shows what each stage will ask Slurm for.
+def _compose():
+    import shlex
+
+    from qwen_hpc.config.compose import load
+
+    _, typed = load([f"experiment={EXPERIMENT}", f"launcher={LAUNCHER}", *shlex.split(OVERRIDES)])
+    return typed
+
+
+CFG = _compose()
+
+
+def stage_exists(stage):
+    """A stage module in this checkout (reward_model/ppo arrive with the RLHF work)."""
+    import importlib.util
+
+    return importlib.util.find_spec(f"qwen_hpc.stages.{stage}") is not None
+
+
+def stage_resources(stage):
+    """nodes, tasks, GPUs (all nodes), CPUs per task, memory and time limit (minutes) of the stage's job."""
+    from qwen_hpc.launch.submit import effective_launcher
+
+    launcher = effective_launcher(CFG.launcher, getattr(CFG, stage).resources)
+    return {
+        "nodes": launcher.nodes,
+        "tasks": launcher.nodes * launcher.tasks_per_node,
+        "gpus": launcher.nodes * launcher.gpus_per_node,
+        "cpus_per_task": launcher.cpus_per_task,
+        "mem_gb": int(launcher.mem_gb or 0),
+        "runtime": launcher.timeout_min,
+    }
+
+
+def check_before_submission(stages):
+    """The pre-submission checks of every planned stage (`qwen_hpc.stages.preflight`: parallel layouts
+    against the stage's resources, input files, benchmark data) while the DAG is planned, so a dry run
+    already fails on a layout that could not run."""
+    from qwen_hpc.stages.preflight import PreflightError, preflight
+
+    problems = []
+    for stage in stages:
+        try:
+            preflight(stage, CFG)
+        except PreflightError as exc:
+            problems.append(f"{stage}: {exc}")
+    if problems:
+        raise ValueError("pre-submission checks failed:\n  " + "\n  ".join(problems))
+
+
+# which switch of `recipe` (config/experiment/*.yaml) plans each optional stage
+BRANCH_SWITCH = {
+    "code_pretrain": "code_qwen",
+    "code_sft": "code_qwen",
+    "math_sft": "math_qwen",
+    "math_evaluate": "math_qwen",
+    "reward_model": "rlhf",
+    "ppo": "rlhf",
+}
+ON_DEMAND = ("import_hf",)  # rules that only run when asked for by name
+
+
+def planned(stage):
+    """Whether `rule all` builds `stage` for this experiment: it exists in this checkout (module and rule
+    file), it is not on demand, and its branch switch (`recipe.<switch>`) is on."""
+    from pathlib import Path
+
+    if stage in ON_DEMAND or not stage_exists(stage):
+        return False
+    if not (Path(workflow.basedir) / "rules" / f"{stage}.smk").is_file():
+        return False
+    switch = BRANCH_SWITCH.get(stage)
+    return switch is None or (bool(getattr(CFG.recipe, switch)) and _branch_has_data(switch))
+
+
+_BRANCH_DATA = {}
+
+
+def _branch_has_data(switch):
+    """False (with a warning) when `recipe.missing_data=skip` and a stage of the branch lacks input files."""
+    import sys
+
+    if CFG.recipe.missing_data != "skip":
+        return True
+    if switch not in _BRANCH_DATA:
+        from qwen_hpc.stages.preflight import input_problems
+
+        _BRANCH_DATA[switch] = True
+        for stage in (s for s, sw in BRANCH_SWITCH.items() if sw == switch and stage_exists(s)):
+            missing = input_problems(stage, CFG)
+            if missing:
+                print(f"recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(missing)}", file=sys.stderr)
+                _BRANCH_DATA[switch] = False
+                break
+    return _BRANCH_DATA[switch]

@@ -5,6 +5,8 @@ rule data:
         marker=marker("data"),
     log:
         stage_log("data"),
+    resources:
+        **stage_resources("data"),
     params:
         config_hash=CONFIG_HASHES["data"],
     shell:

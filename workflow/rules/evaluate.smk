@@ -5,6 +5,8 @@ rule evaluate:
         marker=marker("evaluate"),
     log:
         stage_log("evaluate"),
+    resources:
+        **stage_resources("evaluate"),
     params:
         config_hash=CONFIG_HASHES["evaluate"],
     shell:

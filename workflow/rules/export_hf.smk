@@ -5,6 +5,8 @@ rule export_hf:
         marker=marker("export_hf"),
     log:
         stage_log("export_hf"),
+    resources:
+        **stage_resources("export_hf"),
     params:
         config_hash=CONFIG_HASHES["export_hf"],
     shell:

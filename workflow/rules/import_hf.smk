@@ -7,6 +7,8 @@ rule import_hf:
         marker=marker("import_hf"),
     log:
         stage_log("import_hf"),
+    resources:
+        **stage_resources("import_hf"),
     params:
         config_hash=CONFIG_HASHES["import_hf"],
     shell:

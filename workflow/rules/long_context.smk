@@ -5,6 +5,8 @@ rule long_context:
         marker=marker("long_context"),
     log:
         stage_log("long_context"),
+    resources:
+        **stage_resources("long_context"),
     params:
         config_hash=CONFIG_HASHES["long_context"],
     shell:

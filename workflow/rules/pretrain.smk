@@ -5,6 +5,8 @@ rule pretrain:
         marker=marker("pretrain"),
     log:
         stage_log("pretrain"),
+    resources:
+        **stage_resources("pretrain"),
     params:
         config_hash=CONFIG_HASHES["pretrain"],
     shell:

@@ -5,6 +5,8 @@ rule report:
         marker=marker("report"),
     log:
         stage_log("report"),
+    resources:
+        **stage_resources("report"),
     params:
         config_hash=CONFIG_HASHES["report"],
     shell:

@@ -5,6 +5,8 @@ rule sft:
         marker=marker("sft"),
     log:
         stage_log("sft"),
+    resources:
+        **stage_resources("sft"),
     params:
         config_hash=CONFIG_HASHES["sft"],
     shell:

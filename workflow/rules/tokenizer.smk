@@ -5,6 +5,8 @@ rule tokenizer:
         marker=marker("tokenizer"),
     log:
         stage_log("tokenizer"),
+    resources:
+        **stage_resources("tokenizer"),
     params:
         config_hash=CONFIG_HASHES["tokenizer"],
     shell:

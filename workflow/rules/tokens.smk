@@ -5,6 +5,8 @@ rule tokens:
         marker=marker("tokens"),
     log:
         stage_log("tokens"),
+    resources:
+        **stage_resources("tokens"),
     params:
         config_hash=CONFIG_HASHES["tokens"],
     shell:

@@ -1,0 +1,116 @@
+"""Stage `code_pretrain` (Code-Qwen, Qwen report §4.1; spec §10): continued pretraining of the base model on
+code. The pretrain stage's training loop (`training.loop.pretrain`) with the `code_pretrain` config section,
+its own run folder and its own token mixture:
+
+- weights only from `code_pretrain.init_checkpoint` ("" = the pretrain stage's latest checkpoint); optimizer,
+  LR schedule (3 % warmup, then constant: `decay_style: constant`) and data order start fresh;
+- data: the tokens stage's sources re-weighted by `code_pretrain.source_weights` (unnamed sources dropped);
+- context: `code_pretrain.seq_length` (8192 in the paper) replaces `model.seq_length`. The data loader needs
+  no change of its own: Megatron's GPTDataset cuts windows of seq_length + 1 tokens from the same `.bin/.idx`
+  files, and its index caches are keyed by the sequence length, so new ones are built in this stage's folder.
+  RoPE's base stays `model.rotary_base` unless `code_pretrain.rotary_base` sets one (the paper does not say).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from qwen_hpc.config.schema import QwenConfig
+from qwen_hpc.stages.base import StageContext, StageResult
+
+NAME = "code_pretrain"
+DESCRIPTION = "Code-Qwen: continued pretraining of the base model on code (pretrain's loop, own section)"
+CONFIG_KEYS = ("model", "code_pretrain")
+UPSTREAM = ("tokens", "pretrain")
+DISTRIBUTED = True
+
+
+def branch_model(cfg: QwenConfig):  # -> ModelConfig
+    """The model of this branch: the base model's dimensions with the branch's context and RoPE base."""
+    section = cfg.code_pretrain
+    changes = {}
+    if section.seq_length is not None:
+        changes["seq_length"] = section.seq_length
+    if section.rotary_base is not None:
+        changes["rotary_base"] = section.rotary_base
+    return dataclasses.replace(cfg.model, **changes) if changes else cfg.model
+
+
+def branch_blend(cfg: QwenConfig, ctx: StageContext):  # -> (pairs, eod_id, n_vocab)
+    """The tokens stage's sources named in `source_weights`, with those weights."""
+    from qwen_hpc import outputs
+
+    tokens = outputs.read_blend(ctx.stage_path("tokens"))
+    weights = cfg.code_pretrain.source_weights
+    known = {s.name for s in tokens.sources}
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ValueError(f"code_pretrain.source_weights names {unknown}; the tokens stage has {sorted(known)}")
+    pairs = [(str(s.prefix), float(weights[s.name])) for s in tokens.sources if s.name in weights and s.tokens]
+    if not pairs:
+        raise ValueError(f"code_pretrain.source_weights={dict(weights)}: none of these sources has tokens")
+    return pairs, tokens.eod_id, tokens.n_vocab
+
+
+def init_checkpoint(cfg: QwenConfig, ctx: StageContext):  # -> Path
+    from pathlib import Path
+
+    from qwen_hpc import outputs
+
+    path = Path(cfg.code_pretrain.init_checkpoint or outputs.checkpoints_dir(ctx.stage_path("pretrain")))
+    if not path.exists():
+        raise FileNotFoundError(f"code_pretrain.init_checkpoint: {path} does not exist")
+    return path
+
+
+def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
+    from qwen_hpc import outputs
+    from qwen_hpc.training.index_cache import prepare_index_caches
+    from qwen_hpc.training.loop import pretrain
+
+    section, model = cfg.code_pretrain, branch_model(cfg)
+    blend, eod_id, n_vocab = branch_blend(cfg, ctx)
+    start = init_checkpoint(cfg, ctx)
+    cache_dir = ctx.stage_dir / "index_cache"
+    prepare_index_caches(model, section.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
+    wandb_id_file = ctx.stage_dir / "wandb_run_id"
+    extra = {
+        "config_hash": ctx.config_hash,
+        "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
+    }
+    result = pretrain(
+        model,
+        section.train,
+        section.optimizer,
+        blend,
+        eod_id=eod_id,
+        n_vocab=n_vocab,
+        out_dir=ctx.stage_dir,
+        tracker=ctx.tracker,
+        should_stop=ctx.should_stop,
+        extra_state=extra,
+        index_cache_dir=cache_dir,
+        init_checkpoint=start,
+    )
+    if result.status == "failed":
+        raise RuntimeError(f"code pretraining failed at iteration {result.iteration}: {result.metrics}")
+    metrics = {
+        "iteration": result.iteration,
+        "consumed_samples": result.consumed_samples,
+        "first_loss": result.first_loss,
+        "last_loss": result.last_loss,
+        "resumed_from": result.resumed_from,
+        "init_checkpoint": str(start),
+        "seq_length": model.seq_length,
+        "rotary_base": model.rotary_base,
+        "world_size": ctx.world_size,
+    }
+    metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
+    recorded = {"checkpoints": str(outputs.checkpoints_dir(ctx.stage_dir)), "checkpoint": str(result.checkpoint)}
+    return StageResult(result.status, metrics=metrics, outputs=recorded)
+
+
+def progress(stage_dir):  # noqa: ANN001, ANN201 - the pretrain stage's measure (latest checkpoint iteration)
+    from qwen_hpc.stages.registry import get_stage
+
+    return get_stage("pretrain").progress(stage_dir)
