@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_hpc.evaluation import bbh as base_bbh
-from qwen_hpc.evaluation import code_tasks, gsm8k
+from qwen_hpc.evaluation import code_tasks, competition_math, gsm8k
 from qwen_hpc.evaluation import multiple_choice as mc
 from qwen_hpc.evaluation.suite import Judged, Sample, interleave
 
@@ -225,7 +225,24 @@ class ChatBbh(base_bbh.Bbh):
         return interleave(groups, self.limit)
 
 
-def build(name: str, *, limit: int = 0) -> Any:
+class ChatMath(competition_math.CompetitionMath):
+    """MATH for chat models (Math-Qwen-Chat, Table 12): the problem as a 0-shot user turn; the reply's last
+    `\\boxed{}` (or "The final answer is") judged by the base task's equivalence check."""
+
+    def samples(self, root: Path, tokenizer: Any) -> list[Sample]:
+        groups: dict[str, list[Sample]] = {}
+        with open(Path(root) / "math" / competition_math.FILES[self.split], encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                r = json.loads(line)
+                subject = str(r.get("subject", r.get("category", "")))
+                query = r.get("problem", r.get("context")) + "\nPut the final answer in \\boxed{}."
+                groups.setdefault(subject, []).append(
+                    chat_sample(tokenizer, str(r.get("unique_id", i)), query, r["answer"], group=subject)
+                )
+        return interleave(groups, self.limit)
+
+
+def build(name: str, *, limit: int = 0, math_split: str = "math500") -> Any:
     if name == "mmlu":
         return ChatMultipleChoice(mc.Mmlu(limit=limit))
     if name == "ceval":
@@ -236,5 +253,7 @@ def build(name: str, *, limit: int = 0) -> Any:
         return ChatHumanEval(limit=limit)
     if name == "bbh":
         return ChatBbh(limit=limit)
+    if name == "math":
+        return ChatMath(limit=limit, split=math_split)
     raise ValueError(f"no chat-mode prompt for {name!r}")
 
