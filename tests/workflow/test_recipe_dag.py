@@ -60,4 +60,5 @@ def test_an_impossible_branch_layout_fails_the_dry_run(tmp_path: Path, data_root
     proc = snakemake(tmp_path, "-n", "--profile", "slurm", "--config", "experiment=code_qwen_7b",
                      "overrides=code_pretrain.resources.nodes=3")
     assert proc.returncode != 0
-    assert "pre-submission checks failed" in proc.stdout + proc.stderr and "code_pretrain" in proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "pre-submission checks failed" in out and "code_pretrain: parallel layout" in out
