@@ -107,7 +107,12 @@ def upstream_lineages(module: StageModule, cfg: QwenConfig) -> dict[str, str | N
     custom = getattr(module, "input_lineages", None)
     if custom is not None:
         return custom(cfg)
-    return marker_lineages(module.UPSTREAM, cfg)
+    out = marker_lineages(module.UPSTREAM, cfg)
+    for up in getattr(module, "OPTIONAL_UPSTREAM", ()):  # read only when they ran: part of the lineage then
+        marker = stage_dir(cfg, up) / MARKER
+        if marker.exists():
+            out[up] = read_json(marker).get("lineage")
+    return out
 
 
 def marker_lineages(stages: tuple[str, ...], cfg: QwenConfig) -> dict[str, str | None]:
@@ -115,10 +120,6 @@ def marker_lineages(stages: tuple[str, ...], cfg: QwenConfig) -> dict[str, str |
     for up in stages:
         marker = stage_dir(cfg, up) / MARKER
         out[up] = read_json(marker).get("lineage") if marker.exists() else None
-    for up in getattr(module, "OPTIONAL_UPSTREAM", ()):  # read only when they ran: part of the lineage then
-        marker = stage_dir(cfg, up) / MARKER
-        if marker.exists():
-            out[up] = read_json(marker).get("lineage")
     return out
 
 
