@@ -16,7 +16,9 @@ def test_chinese_sentences_and_english_sets(data_root: Path, tmp_path: Path) -> 
     sources = [
         SourceConfig(name="zh", paths=[str(zh)], language="zh", upsample=2.0),
         SourceConfig(name="gsm8k", paths=[str(data_root / "gsm8k" / "t*.jsonl")], text_key="question"),
-        SourceConfig(name="hh", paths=[str(data_root / "hh_rlhf" / "*.jsonl.gz")], text_key="chosen"),
+        # one of the two HH test files (harmless-base: 2,312 pairs)
+        SourceConfig(name="hh", paths=[str(data_root / "hh_rlhf" / "harmless-base_test.jsonl.gz")],
+                     text_key="chosen"),
     ]
     # the basic filters only: this test is about reading real files (decontamination would rightly drop
     # the GSM8K test questions; tests/data/test_data_decontam.py covers that)
