@@ -47,7 +47,7 @@ def main(args: list[str]) -> int:
     from qwen_hpc.alignment.chatml import chat_stop_ids
     from qwen_hpc.inference.generate import Generator
     from qwen_hpc.inference.loading import open_model, open_model_config
-    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
+    from qwen_hpc.parallel import single_process_megatron
 
     with ExitStack() as stack:
         try:

@@ -172,4 +172,6 @@ def code_scores(results: Sequence[CodeCaseResult]) -> dict[str, float]:
     vis = [r for r in results if r.category.startswith("vis_")]
     if vis:
         scores["correct_vis_all"] = 100.0 * sum(r.correct for r in vis) / len(vis)
+        vis_cells = sum(r.cells for r in vis)
+        scores["executable_vis_all"] = 100.0 * sum(r.cells_ok for r in vis) / vis_cells if vis_cells else 0.0
     return scores

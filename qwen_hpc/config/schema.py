@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from qwen_hpc.config.launcher import LauncherConfig
 from qwen_hpc.config.logger import LoggerConfig
 from qwen_hpc.config.stages import (
+    AgentEvalStageConfig,
     ContinuedPretrainStageConfig,
     DataStageConfig,
     EvaluateStageConfig,
@@ -63,6 +64,7 @@ class QwenConfig:
     reward_model_pmp: RewardModelPMPStageConfig = field(default_factory=RewardModelPMPStageConfig)
     reward_model: RewardModelStageConfig = field(default_factory=RewardModelStageConfig)
     ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
+    agent_eval: AgentEvalStageConfig = field(default_factory=AgentEvalStageConfig)
     evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
     long_context: LongContextStageConfig = field(default_factory=LongContextStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional  # noqa: UP035 - OmegaConf needs typing.Dict
 
+from qwen_hpc.agents.config import AgentEvalConfig
 from qwen_hpc.alignment.config import SFTConfig
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.data.config import DataConfig
@@ -131,6 +132,11 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         if self.missing_data not in ("fail", "skip"):
             raise ValueError(f"recipe.missing_data={self.missing_data!r} must be fail|skip")
+
+
+@dataclass
+class AgentEvalStageConfig(AgentEvalConfig):
+    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
 
 
 @dataclass

@@ -15,6 +15,7 @@ STAGE_NAMES: tuple[str, ...] = (
     "reward_model_pmp",
     "reward_model",
     "ppo",
+    "agent_eval",
     "evaluate",
     "long_context",
     "report",
