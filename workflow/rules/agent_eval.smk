@@ -5,6 +5,8 @@ rule agent_eval:
         marker=marker("agent_eval"),
     log:
         stage_log("agent_eval"),
+    resources:
+        **stage_resources("agent_eval"),
     params:
         config_hash=CONFIG_HASHES["agent_eval"],
     shell:

@@ -120,7 +120,7 @@ ON_DEMAND = ("import_hf",)  # rules that only run when asked for by name
 
 
 def planned(stage):
-    """Whether `rule all` builds `stage` for this experiment: it exists in this checkout (module and rule
+    """Whether the `all` target builds `stage` for this experiment: it exists in this checkout (module and rule
     file), it is not on demand, and its branch switch (`recipe.<switch>`) is on."""
     from pathlib import Path
 
