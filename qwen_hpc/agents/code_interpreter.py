@@ -149,20 +149,30 @@ class CodeInterpreter:
         self._execute(_FIGURE_DUMP, self.limits.startup_s)
 
     def _wait_ready(self, client: Any) -> None:
-        """Ask for kernel_info until it answers (jupyter_client's own wait trusts a heartbeat that a kernel
-        still importing has not sent yet)."""
+        """Ask for kernel_info until its reply comes on the shell channel AND its status messages on iopub.
+
+        jupyter_client's own wait trusts a heartbeat that a kernel still importing has not sent yet; and a
+        ZeroMQ subscription takes a moment to reach the kernel, so until an iopub message has arrived, the
+        "idle" that ends a cell could be lost and the cell would seem to hang."""
         deadline = time.monotonic() + self.limits.startup_s
         while time.monotonic() < deadline:
             if not self._kernel.alive():
                 raise RuntimeError(f"the sandboxed kernel exited: {self._kernel.describe_exit()}")
-            client.kernel_info()
-            try:
-                while True:
-                    reply = client.get_shell_msg(timeout=1.0)
-                    if reply["msg_type"] == "kernel_info_reply":
-                        return
-            except queue.Empty:
-                continue
+            msg_id = client.kernel_info()
+            replied = heard = False
+            until = time.monotonic() + 2.0
+            while time.monotonic() < until and not (replied and heard):
+                try:
+                    if not replied:
+                        reply = client.get_shell_msg(timeout=0.2)
+                        replied = reply["parent_header"].get("msg_id") == msg_id
+                    if not heard:
+                        msg = client.get_iopub_msg(timeout=0.2)
+                        heard = msg["parent_header"].get("msg_id") == msg_id
+                except queue.Empty:
+                    continue
+            if replied and heard:
+                return
         raise RuntimeError(f"the sandboxed kernel did not answer within {self.limits.startup_s:g} s: "
                            f"{self._kernel.stderr()}")
 
