@@ -20,6 +20,7 @@ into a no-op: the stage's results never depend on observation.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -94,7 +95,31 @@ class WandbTracker:
         if mode != "offline":  # the server knows where a resumed run stands
             self.last_step = max(self.last_step, int(getattr(self._run, "starting_step", 0) or 0) - 1)
         if self.last_step >= 0:
+            self._backfill(Path(stage_dir) / "metrics.jsonl")
             log.info("W&B run %s resumed: logging steps after %d", run_id, self.last_step)
+
+    def _backfill(self, metrics_file: Path) -> None:
+        """Steps the killed job wrote to metrics.jsonl (synchronously) but W&B had not written yet (its
+        writer died with the job): log them now, so no step is missing from the run. Steps the resumed job
+        will recompute (after its checkpoint) are then skipped live, so none is logged twice."""
+        if not metrics_file.is_file():
+            return
+        by_step: dict[int, dict[str, Any]] = {}
+        for line in metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line torn by the kill
+            step = record.get("step")
+            if not isinstance(step, int) or step <= self.last_step or "table" in record:
+                continue
+            by_step.setdefault(step, {}).update(
+                {k: v for k, v in record.items() if k not in ("stage", "time", "step")})
+        for step in sorted(by_step):
+            self._run.log(by_step[step], step=step)
+            self.last_step = step
+        if by_step:
+            log.info("W&B: %d steps from metrics.jsonl the interrupted job had not written", len(by_step))
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self._run is None:

@@ -124,7 +124,9 @@ def test_scontrol_requeue_resumes_in_the_same_call_and_the_same_wandb_run(
     first, second = runs[0].steps, runs[1].steps
     k = len(first)
     assert k >= 1 and first == list(range(1, k + 1)) and second == list(range(k + 1, ITERS + 1)), (first, second)
-    assert resumed is None or resumed == k
+    # steps the killed job logged to metrics.jsonl but W&B had not written are backfilled by the resumed
+    # job (the checkpoint can be ahead of what W&B wrote before SIGKILL)
+    assert resumed is None or resumed >= k
 
 
 def test_scancel_ends_cancelled_and_a_second_submission_is_refused(prepared: Path, tmp_path: Path) -> None:
