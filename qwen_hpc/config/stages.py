@@ -136,7 +136,7 @@ class RecipeConfig:
 
 @dataclass
 class AgentEvalStageConfig(AgentEvalConfig):
-    resources: ResourceOverrides = field(default_factory=ResourceOverrides)
+    resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 
 @dataclass

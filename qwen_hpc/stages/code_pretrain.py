@@ -65,12 +65,16 @@ def init_checkpoint(cfg: QwenConfig, ctx: StageContext):  # -> Path
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
+    from qwen_hpc.interop.folder import write_folder_description
     from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
 
     section, model = cfg.code_pretrain, branch_model(cfg)
     blend, eod_id, n_vocab = branch_blend(cfg, ctx)
     start = init_checkpoint(cfg, ctx)
+    if ctx.rank == 0:  # the stage folder describes itself (its longer context included), as pretrain's does
+        files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)
+        write_folder_description(ctx.stage_dir, model, files if files.ranks.is_file() else None)
     cache_dir = ctx.stage_dir / "index_cache"
     prepare_index_caches(model, section.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
     wandb_id_file = ctx.stage_dir / "wandb_run_id"

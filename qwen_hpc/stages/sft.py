@@ -107,6 +107,7 @@ def _heldout_eval(cfg: QwenConfig, ctx: StageContext, init: InitialModel, data: 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.alignment.dataset import build_sft_data
     from qwen_hpc.alignment.sequences import SFTDataset
+    from qwen_hpc.interop.folder import write_folder_description
     from qwen_hpc.training.loop import Objective, train_model
 
     sft = cfg.sft
@@ -114,6 +115,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     seq_length = init.model.seq_length
     data = build_sft_data(sft, init.tokenizer, seq_length=seq_length, seed=sft.train.seed)
     if ctx.rank == 0:
+        # the stage folder describes itself, as pretrain's does: export-hf, chat and the next stage read it alone
+        write_folder_description(ctx.stage_dir, init.model, init.tokenizer)
         _write_data_reports(ctx, data)
     if not data.train:
         raise RuntimeError(f"no conversation left to train on: {data.stats}")

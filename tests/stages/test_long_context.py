@@ -137,12 +137,10 @@ def test_table3_shape_on_the_tiny_model_trained_at_128(tmp_path) -> None:
     whole embedded corpus, tokenized with 768 merges so that documents are long and the model must use long
     spans; scored on 8 held-out documents.
 
-    Measured (2 cores): plain at 8L = 3.83x its perplexity at L (16L: 4.24x); + NTK + LogN 1.90x at 8L;
-    + window 1.36x at 8L and 1.17x at 16L. The plain model breaks as the paper's does, windows hold it; dynamic
-    NTK + LogN alone removes half the damage but does not stay within the paper's 1.3x at this scale: the
-    toy's heads have 16 rotary frequencies (Qwen's 64), and the 15x base stretch at 8L leaves the middle ones
-    outside the range they were trained on. The bounds keep a margin under the measured numbers (training
-    differs in the last bits across machines and thread counts).
+    Measured (2 cores, two machines): plain at 8L = 2.4-2.5x its perplexity at L (16L: 2.6x); + NTK + LogN
+    1.12x at 8L (16L: 1.40x); + window 1.03x at 8L and 0.95x at 16L. The plain model breaks as the paper's does
+    and windows hold it. The bounds keep a margin under the measured numbers: training differs in the last bits
+    across machines and thread counts, and an earlier corpus gave 3.8x / 1.9x / 1.36x at 8L.
     """
     args = [
         f"run.root={tmp_path}",
@@ -160,13 +158,14 @@ def test_table3_shape_on_the_tiny_model_trained_at_128(tmp_path) -> None:
     ppl = {s: {int(n): v for n, v in row.items()} for s, row in result["perplexity"].items()}
     at_l = ppl["plain"][128]
     assert all(ppl[s][n] == ppl["plain"][n] for s in SETTINGS for n in (64, 128))
-    # the plain model breaks past its training length: >= 3x at 8L (the paper's shape), worse with length
-    assert ppl["plain"][1024] >= 3.0 * at_l and ppl["plain"][2048] >= 3.0 * at_l
+    # the plain model breaks past its training length: >= 2x at 8L and 16L (the paper's shape), worse with length
+    assert ppl["plain"][1024] >= 2.0 * at_l and ppl["plain"][2048] >= 2.0 * at_l
     assert at_l < ppl["plain"][256] < ppl["plain"][512] < ppl["plain"][1024]
-    # dynamic NTK + LogN removes much of it; + layer-wise windows keeps 16L within 1.3x of L
+    # dynamic NTK + LogN removes much of it; + layer-wise windows keeps 16L within 1.3x of L (at 4L the two
+    # are within 1 % of each other, so a 2 % margin)
     for n in (512, 1024, 2048):
         assert ppl["dynamic_ntk+logn"][n] < 0.7 * ppl["plain"][n]
-        assert ppl["dynamic_ntk+logn+window"][n] <= ppl["dynamic_ntk+logn"][n]
+        assert ppl["dynamic_ntk+logn+window"][n] <= 1.02 * ppl["dynamic_ntk+logn"][n]
     assert ppl["dynamic_ntk+logn"][1024] <= 2.2 * at_l
     assert ppl["dynamic_ntk+logn+window"][1024] <= 1.5 * at_l
     assert ppl["dynamic_ntk+logn+window"][2048] <= 1.3 * at_l

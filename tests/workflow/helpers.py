@@ -10,6 +10,10 @@ from tests.conftest import REPO, child_env
 
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 STAGES = ("data", "tokenizer", "tokens", "pretrain", "sft", "evaluate", "report")
+MATH_STAGES = ("math_sft", "math_evaluate")  # planned only where ../shared/datasets/gsm8k exists
+# every stage `rule all` plans for the tiny experiment
+RECIPE_STAGES = (*STAGES, "long_context", "export_hf", "agent_eval", "reward_model_pmp", "reward_model", "ppo",
+                 "code_pretrain", "code_sft", *MATH_STAGES)
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qwen_hpc.utils.io import read_json
-from tests.workflow.helpers import STAGES, describe, snakemake
+from tests.workflow.helpers import MATH_STAGES, RECIPE_STAGES, STAGES, describe, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -53,9 +53,12 @@ def slurm_dag(require_slurm, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_dag_on_slurm_completes_with_jobs_in_sacct(slurm_dag: Path) -> None:
-    for stage in STAGES:
+    """The whole tiny recipe (every branch the tiny experiment switches on) through `--profile slurm`."""
+    for stage in RECIPE_STAGES:
         run = slurm_dag / "runs" / "tiny" / stage
-        assert (run / "_SUCCESS.json").exists()
+        if stage in MATH_STAGES and not (run / "_SUCCESS.json").exists():
+            continue  # planned only where ../shared/datasets/gsm8k exists (recipe.missing_data=skip)
+        assert (run / "_SUCCESS.json").exists(), stage
         launch = read_json(run / "launch.json")
         assert launch["launcher"] == "slurm"
         assert sacct_state(launch["job_id"]) == "COMPLETED", stage
@@ -70,15 +73,16 @@ def _job_span(job_id: str) -> tuple[str, str]:
 
 
 def test_profile_runs_several_stage_jobs_at_once(slurm_dag: Path) -> None:
-    """After pretrain, evaluate / long_context / export_hf are independent: with the profile's `cores: 8`
-    their Slurm jobs overlap in time (with `cores: 2` from the workflow profile they could not all)."""
+    """After pretrain, evaluate / long_context / export_hf / sft / code_pretrain / math_sft are independent:
+    with the profile's `cores: 8`, at least three Slurm stage jobs run at the same moment on the 4-CPU CI
+    node (with `cores: 2` from the workflow profile no more than two could)."""
     run = slurm_dag / "runs" / "tiny"
     spans = {stage: _job_span(read_json(run / stage / "launch.json")["job_id"])
-             for stage in ("evaluate", "long_context", "export_hf") if (run / stage / "launch.json").exists()}
-    assert len(spans) == 3, spans
-    latest_start = max(start for start, _ in spans.values())
-    earliest_end = min(end for _, end in spans.values())
-    assert latest_start < earliest_end, spans  # ISO times compare as strings: all three ran together
+             for stage in RECIPE_STAGES if (run / stage / "launch.json").exists()}
+    assert set(spans) >= set(STAGES), spans
+    # the most jobs in flight at once: at each job's start, how many had started and not yet ended
+    overlap = max(sum(1 for s, e in spans.values() if s <= start < e) for start, _ in spans.values())
+    assert overlap >= 3, spans  # ISO times compare as strings
 
 
 def test_failing_stage_fails_snakemake_with_the_job_traceback(slurm_dag: Path) -> None:

@@ -8,6 +8,6 @@ rule code_pretrain:
     resources:
         **stage_resources("code_pretrain"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["code_pretrain"],
     shell:
-        "qwen-hpc code_pretrain {params.args} > {log} 2>&1"
+        shell_command("code_pretrain", QWEN_ARGS)

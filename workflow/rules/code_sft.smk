@@ -8,6 +8,6 @@ rule code_sft:
     resources:
         **stage_resources("code_sft"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["code_sft"],
     shell:
-        "qwen-hpc code_sft {params.args} > {log} 2>&1"
+        shell_command("code_sft", QWEN_ARGS)

@@ -8,6 +8,6 @@ rule math_evaluate:
     resources:
         **stage_resources("math_evaluate"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["math_evaluate"],
     shell:
-        "qwen-hpc math_evaluate {params.args} > {log} 2>&1"
+        shell_command("math_evaluate", QWEN_ARGS)

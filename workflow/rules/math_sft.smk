@@ -8,6 +8,6 @@ rule math_sft:
     resources:
         **stage_resources("math_sft"),
     params:
-        args=QWEN_ARGS,
+        config_hash=CONFIG_HASHES["math_sft"],
     shell:
-        "qwen-hpc math_sft {params.args} > {log} 2>&1"
+        shell_command("math_sft", QWEN_ARGS)
