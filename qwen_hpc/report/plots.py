@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -77,40 +78,59 @@ def perplexity_vs_length_png(table: dict[str, dict[int, float]], train_length: i
     return _png(fig)
 
 
-# panels of a training stage's curves: (metrics.jsonl key, y label); only keys a stage logged are drawn
+@dataclass(frozen=True)
+class CurvePanel:
+    """One panel of a training stage's curves: the first of `train` keys the stage logged, drawn against the
+    step, with the first of `held_out` keys as dots (the stages name the same quantity differently: the
+    reward model logs `train_accuracy` and `heldout/accuracy`, PPO `reward/raw` and `eval/mean_reward`)."""
+
+    label: str
+    train: tuple[str, ...]
+    held_out: tuple[str, ...] = ()
+
+
 CURVE_PANELS = (
-    ("loss", "loss"),
-    ("lr", "learning rate"),
-    ("tokens_per_s", "tokens / s"),
-    ("accuracy", "accuracy"),
-    ("reward", "reward"),
-    ("kl", "KL to the reference"),
+    CurvePanel("loss", ("loss", "policy_loss"), ("val_loss",)),
+    CurvePanel("learning rate", ("lr",)),
+    CurvePanel("tokens / s", ("tokens_per_s", "rollout_tokens_per_s")),
+    CurvePanel("accuracy", ("accuracy", "train_accuracy"), ("val_accuracy", "heldout/accuracy")),
+    CurvePanel("reward", ("reward", "reward/raw"), ("eval/mean_reward",)),
+    CurvePanel("KL to the reference", ("kl",)),
 )
 
 
-def training_curves_png(records: list[dict], *, smoothing: int, title: str) -> bytes | None:
-    """Loss (and validation loss), LR and throughput against the step — plus reward, KL or accuracy where a
-    stage logs them (reward model, PPO) — one panel each; None when the stage logged none of them."""
-    panels = []
-    for key, label in CURVE_PANELS:
+def _first_logged(records: list[dict], keys: tuple[str, ...]) -> tuple[str, list[tuple[int, float]]] | None:
+    for key in keys:
         points = _per_step(records, key)
         if points:
-            panels.append((key, label, points))
+            return key, points
+    return None
+
+
+def training_curves_png(records: list[dict], *, smoothing: int, title: str) -> bytes | None:
+    """Loss (and validation loss), LR and throughput against the step — plus accuracy, reward and KL where a
+    stage logs them (reward model, PPO) — one panel each; None when the stage logged none of them."""
+    panels = []
+    for panel in CURVE_PANELS:
+        found = _first_logged(records, panel.train)
+        if found:
+            panels.append((panel, *found, _first_logged(records, panel.held_out)))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), dpi=100, squeeze=False)
-    for ax, (key, label, points) in zip(axes[0], panels, strict=True):
+    for ax, (panel, key, points, held_out) in zip(axes[0], panels, strict=True):
         steps, values = zip(*points, strict=True)
-        ax.plot(steps, values, color="#9ecae1" if key == "loss" else "#3182bd", linewidth=0.9, label=key)
-        if key == "loss" and len(values) > smoothing:
+        noisy = panel.label in ("loss", "reward")
+        ax.plot(steps, values, color="#9ecae1" if noisy else "#3182bd", linewidth=0.9, label=key)
+        if noisy and len(values) > smoothing:
             ax.plot(steps, _smooth(values, smoothing), color="#08519c", linewidth=1.4, label=f"mean of {smoothing}")
-        val = _per_step(records, f"val_{key}")
-        if val:
-            ax.plot(*zip(*val, strict=True), "o-", color="#e6550d", markersize=3, label=f"val_{key}")
+        if held_out:
+            name, val = held_out
+            ax.plot(*zip(*val, strict=True), "o-", color="#e6550d", markersize=3, label=name)
         ax.set_xlabel("step")
-        ax.set_ylabel(label)
+        ax.set_ylabel(panel.label)
         ax.grid(alpha=0.3)
-        if key in ("loss", "accuracy", "reward", "kl"):
+        if panel.label in ("loss", "accuracy", "reward", "KL to the reference"):
             ax.legend(fontsize=7)
     fig.suptitle(title)
     return _png(fig)

@@ -48,7 +48,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
             outputs.read_metrics(ctx.stage_path(stage)), smoothing=cfg.report.smoothing, title=stage
         )
         if curves:
-            plots[f"{stage}: training curves (loss, LR, throughput)"] = curves
+            plots[f"{stage}: training curves"] = curves
     compression_png = ctx.stage_path("tokenizer") / "compression.png"  # written by the tokenizer stage
     if compression_png.is_file():
         plots["tokenizer compression (tokens relative to the reference, per source)"] = (
@@ -80,6 +80,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
             tables["agents: tool use, code interpreter, HF Agent (Qwen §3.4, Tables 6-9)"] = table
     page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots, tables)
     write_text(ctx.stage_dir / "index.html", page)
+    ctx.tracker.log_html("report", page)  # the same page in the report's W&B run (group = experiment)
     metrics = {"train_points": len(train), "val_points": len(val)}
     return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})
 

@@ -10,6 +10,8 @@ class Tracker(Protocol):
 
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None: ...
 
+    def log_html(self, name: str, page: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -20,6 +22,9 @@ class NullTracker:
         return None
 
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        return None
+
+    def log_html(self, name: str, page: str) -> None:
         return None
 
     def close(self) -> None:

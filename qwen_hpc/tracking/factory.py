@@ -23,6 +23,10 @@ class MultiTracker:
         for tracker in self.trackers:
             tracker.log_table(name, columns, rows)
 
+    def log_html(self, name: str, page: str) -> None:
+        for tracker in self.trackers:
+            tracker.log_html(name, page)
+
     def close(self) -> None:
         for tracker in self.trackers:
             tracker.close()

@@ -25,5 +25,9 @@ class JsonlTracker:
         """A table as one record: {"table": name, "columns": [...], "rows": [[...], ...]}."""
         self.log({"table": name, "columns": list(columns), "rows": [list(r) for r in rows]})
 
+    def log_html(self, name: str, page: str) -> None:
+        """Pages stay in their stage folder; metrics.jsonl keeps numbers and tables only."""
+        return None
+
     def close(self) -> None:
         return None

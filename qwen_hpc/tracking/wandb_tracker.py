@@ -143,6 +143,18 @@ class WandbTracker:
             log.warning("W&B table log failed (%s); disabling W&B for the rest of this stage", exc)
             self._run = None
 
+    def log_html(self, name: str, page: str) -> None:
+        """A whole page (the report) as an HTML media panel of this run, so the W&B UI shows it as it is."""
+        if self._run is None:
+            return
+        try:
+            import wandb
+
+            self._run.log({name: wandb.Html(page, inject=False)})
+        except Exception as exc:  # noqa: BLE001
+            log.warning("W&B html log failed (%s); disabling W&B for the rest of this stage", exc)
+            self._run = None
+
     def close(self) -> None:
         if self._run is None:
             return

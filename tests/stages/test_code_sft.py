@@ -18,4 +18,6 @@ def test_code_sft_fine_tunes_the_code_model(small_run) -> None:
     lrs = [r["lr"] for r in read_jsonl(out / "metrics.jsonl") if "lr" in r]
     assert len(lrs) == 4 and lrs[1] == lrs[2] == lrs[3]  # tiny: 1 warmup step, then constant
     assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000004"
-    assert not (small_run.run_dir / "sft").exists() or "code_sft" not in str(small_run.run_dir / "sft")
+    # its own folder describes the Code-Qwen-Chat model (export-hf and chat read it alone): the branch's context
+    described = read_json(out / "model_config.json")
+    assert described["seq_length"] == read_json(small_run.run_dir / "code_pretrain" / "model_config.json")["seq_length"]

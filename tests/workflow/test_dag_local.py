@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,36 @@ def test_rerunning_a_finished_dag_runs_nothing(tiny_dag: Path) -> None:
     assert proc.returncode == 0, describe(proc)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert markers == {s: (tiny_dag / "runs" / "tiny" / s / "_SUCCESS.json").stat().st_mtime_ns for s in stages}
+
+
+def test_the_recipe_report_renders_in_headless_chromium(tiny_dag: Path) -> None:
+    """The whole recipe's report in a real browser: a section for every training stage's curves, the data
+    funnel, tokenizer compression, perplexity against length, the benchmark / Math-Qwen / agent tables next
+    to the paper's, the stage table; every plot decoded and drawn, nothing in the console."""
+    from tests.browser import chromium_binary, open_page
+    from tests.report.test_report_in_browser import assert_page_shows_everything
+
+    if chromium_binary() is None:
+        if os.environ.get("QWEN_HPC_REQUIRE_CHROMIUM"):
+            pytest.fail("QWEN_HPC_REQUIRE_CHROMIUM is set but no chromium is on PATH")
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    run = tiny_dag / "runs" / "tiny"
+    report = open_page(run / "report" / "index.html")
+    training = ["pretrain", "sft", "code_pretrain", "code_sft", "reward_model", "ppo"]
+    if (run / "math_sft" / "_SUCCESS.json").exists():
+        training.append("math_sft")
+    expected = [
+        "pretraining loss",
+        "SFT loss (mean over supervised tokens, Qwen §3.1)",
+        *(f"{stage}: training curves" for stage in training),
+        "tokenizer compression (tokens relative to the reference, per source)",
+        "perplexity vs context length (Qwen §2.5, Table 3)",
+        "data curation funnel (documents remaining after each step)",
+        "agents: tool use, code interpreter, HF Agent (Qwen §3.4, Tables 6-9)",
+        "Stages",
+    ]
+    assert_page_shows_everything(report, expected)
+    headings = [s["heading"] for s in report.sections]
+    assert any(h.startswith("benchmarks: ours next to the paper's") for h in headings), headings
+    if (run / "math_evaluate" / "_SUCCESS.json").exists():
+        assert any(h.startswith("math_evaluate: Math-Qwen-Chat next to") for h in headings), headings

@@ -5,6 +5,8 @@ rule ppo:
         marker=marker("ppo"),
     log:
         stage_log("ppo"),
+    resources:
+        **stage_resources("ppo"),
     params:
         config_hash=CONFIG_HASHES["ppo"],
     shell:

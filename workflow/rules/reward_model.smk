@@ -5,6 +5,8 @@ rule reward_model:
         marker=marker("reward_model"),
     log:
         stage_log("reward_model"),
+    resources:
+        **stage_resources("reward_model"),
     params:
         config_hash=CONFIG_HASHES["reward_model"],
     shell:

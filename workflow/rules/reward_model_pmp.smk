@@ -5,6 +5,8 @@ rule reward_model_pmp:
         marker=marker("reward_model_pmp"),
     log:
         stage_log("reward_model_pmp"),
+    resources:
+        **stage_resources("reward_model_pmp"),
     params:
         config_hash=CONFIG_HASHES["reward_model_pmp"],
     shell:
