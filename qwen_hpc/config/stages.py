@@ -159,9 +159,25 @@ class EvaluateStageConfig:
     micro_batch_size: int = 8  # perplexity
     # HumanEval/MBPP programs: limits per program, parallel sandboxes, isolation (qwen_hpc/sandbox/config.py)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    # the model's layout in this job, the keys pretraining uses (null: pretrain.train's). The checkpoint is
+    # resharded on load, so it need not be the layout that trained it; the ranks left over after TP x PP
+    # split the samples (data parallel). Benchmarks run at PP = 1 (the KV-cache decoder runs whole models);
+    # perplexity runs any TP/PP. How the job runs, not what it measures: never in the config hash.
+    tensor_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045 - OmegaConf needs Optional
+    pipeline_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
+    def layout(self, train: TrainConfig) -> tuple[int, int]:
+        """(TP, PP) of this job: this section's keys, else those `train` (pretrain.train) trained with."""
+        tp = self.tensor_model_parallel_size or train.tensor_model_parallel_size
+        pp = self.pipeline_model_parallel_size or train.pipeline_model_parallel_size
+        return tp, pp
+
     def __post_init__(self) -> None:
+        for name in ("tensor_model_parallel_size", "pipeline_model_parallel_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"evaluate.{name}={value!r} must be an integer >= 1 (or null: pretrain.train's)")
         if self.eval_iters < 1:
             raise ValueError(f"evaluate.eval_iters={self.eval_iters} must be >= 1")
         if self.micro_batch_size < 1:

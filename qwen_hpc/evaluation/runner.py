@@ -98,16 +98,19 @@ def run_task(
     rank: int = 0,
     world_size: int = 1,
     sync: Callable[[], None] | None = None,
+    writer: bool = True,
 ) -> TaskRun:
     """Evaluate `samples` (resuming from `out_dir/<task>.batches*.jsonl`); write `<task>.json` when done.
 
     With `world_size` > 1 every rank calls it: rank r runs batches b ≡ r (mod world size) into its own log,
-    `sync()` (a barrier) waits for all, and rank 0 gathers the logs and writes `<task>.json`.
+    `sync()` (a barrier) waits for all, and rank 0 gathers the logs and writes `<task>.json`. `rank` and
+    `world_size` are data-parallel: under tensor parallelism the ranks of one TP group share a rank, run
+    the same batches together, and only the one with `writer` set writes the log and `<task>.json`.
     """
     out_dir = Path(out_dir)
     log_path = out_dir / (f"{task.name}.batches.jsonl" if rank == 0 else f"{task.name}.batches.rank{rank}.jsonl")
     plan = batch_plan(samples, batch_size)
-    done = _read_all(out_dir, task.name, own=log_path)
+    done = _read_all(out_dir, task.name, own=log_path if writer else None)
     for b, members in enumerate(plan):
         if b % world_size != rank:
             continue
@@ -139,14 +142,15 @@ def run_task(
             for s, out, j in zip(batch, outputs, judged, strict=True)
         ]
         done[b] = {"batch": b, "ids": ids, "records": records}
-        append_batch(log_path, done[b])
+        if writer:
+            append_batch(log_path, done[b])
         if on_batch is not None:
             on_batch(len(done), len(plan))
     if world_size > 1:
         if sync is not None:
             sync()
         done = _read_all(out_dir, task.name)
-    if len(done) < len(plan) or rank != 0:
+    if len(done) < len(plan) or rank != 0 or not writer:
         return TaskRun(task.name, len(done) == len(plan), len(done), len(plan), {}, [])
     by_id = {r["id"]: r for entry in done.values() for r in entry["records"]}
     records = [by_id[s.id] for s in samples]

@@ -11,7 +11,12 @@ without the wrappers' per-token overhead — and adds what inference needs and M
   with alpha fixed per row at prefill from the row's true length (as the released code does, so a padded
   batch gives each sample its own alpha), LogN query scaling, and layer-wise window attention whose cache is
   a ring buffer of the window's size, so memory and compute follow the window;
-- query chunking for long prefills, so attention memory is chunk × keys rather than length².
+- query chunking for long prefills, so attention memory is chunk × keys rather than length²;
+- tensor parallelism: a model built with TP > 1 (Megatron's column/row/vocab-parallel layers) is run on
+  its local shards, as Megatron's layers do — each rank holds its query groups and MLP columns, the
+  attention output and MLP projections are summed over the TP group, the vocab-parallel embedding is a
+  masked lookup summed over the group, and the logits are gathered to the full vocabulary on every rank
+  (so sampling, scoring and stop checks agree across the group). Pipeline parallelism is not supported.
 With every long-context option off (or on, but within the training length) and a prefill no longer than the
 chunk, the arithmetic is exactly the plain path, bit for bit.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from qwen_hpc.model.long_context import LongContextConfig, logn_factors, ntk_alpha, ntk_base, rope_inv_freq
@@ -63,8 +69,52 @@ def allowed_keys(
     return (mask | (k == q)[None])[:, None]
 
 
+class _TensorParallel(NamedTuple):
+    """This rank's place in Megatron's tensor-parallel group (size 1: an unsharded model)."""
+
+    size: int
+    rank: int
+    group: Any
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum of every rank's partial result (a row-parallel layer's output)."""
+        if self.size > 1:
+            dist.all_reduce(x, group=self.group)
+        return x
+
+    def gather_last(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's slice of the last dimension, concatenated in rank order (the full vocabulary)."""
+        if self.size == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.size)]
+        dist.all_gather(parts, x.contiguous(), group=self.group)
+        return torch.cat(parts, dim=-1)
+
+
+def tensor_parallel_of(model: Any) -> _TensorParallel:
+    """The TP group a model was built for (its config's `tensor_model_parallel_size`); the decoder refuses
+    a pipeline stage (it runs every layer, embedding to logits, in one process)."""
+    cfg = model.config
+    if getattr(cfg, "pipeline_model_parallel_size", 1) > 1:
+        raise NotImplementedError(
+            "the KV-cache decoder runs the whole model in one process: pipeline_model_parallel_size must be 1"
+        )
+    size = int(getattr(cfg, "tensor_model_parallel_size", 1) or 1)
+    if size == 1:
+        return _TensorParallel(1, 0, None)
+    from megatron.core import parallel_state as ps
+
+    if ps.get_tensor_model_parallel_world_size() != size:
+        raise RuntimeError(
+            f"the model was built for TP={size} but Megatron's TP group has "
+            f"{ps.get_tensor_model_parallel_world_size()} ranks"
+        )
+    return _TensorParallel(size, ps.get_tensor_model_parallel_rank(), ps.get_tensor_model_parallel_group())
+
+
 class KVCacheDecoder:
-    """Forward passes of an unsharded GPTModel (TP=1, PP=1) that reuse cached keys and values.
+    """Forward passes of a GPTModel (PP=1; TP=1 or the local shards of TP > 1) that reuse cached keys
+    and values. Under TP every rank of the group makes the same calls with the same inputs.
 
     The per-layer weights are views of the parameters (a later optimizer step is seen by the next decoder).
     Activations are batch-first, [b, t, h]. `train_length` is the length the model was trained at (the
@@ -85,11 +135,12 @@ class KVCacheDecoder:
             raise ValueError(f"attention_chunk={attention_chunk} must be >= 1")
         self.model = model
         cfg = model.config
-        self.heads, self.groups, self.head_dim = (
-            cfg.num_attention_heads,
-            cfg.num_query_groups or cfg.num_attention_heads,
-            cfg.kv_channels,
-        )
+        self.tp = tensor_parallel_of(model)
+        heads, groups = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
+        if heads % self.tp.size or groups % self.tp.size:
+            raise ValueError(f"TP={self.tp.size} must divide the {heads} heads and {groups} query groups")
+        # this rank's heads and query groups (all of them at TP=1)
+        self.heads, self.groups, self.head_dim = heads // self.tp.size, groups // self.tp.size, cfg.kv_channels
         self.per = self.heads // self.groups
         self.eps = float(cfg.layernorm_epsilon)
         if getattr(cfg, "qk_layernorm", False) or getattr(cfg, "layernorm_zero_centered_gamma", False):
@@ -97,7 +148,8 @@ class KVCacheDecoder:
         self.gated = bool(cfg.gated_linear_unit)
         self.activation = cfg.activation_func
         self.layers = [self._plain(layer) for layer in model.decoder.layers]
-        self.embedding = model.embedding.word_embeddings.weight
+        self.embedding = model.embedding.word_embeddings.weight  # this rank's vocabulary rows under TP
+        self.vocab_start = self.tp.rank * self.embedding.shape[0]
         self.final_norm = _norm_weight(model.decoder.final_layernorm)
         self.output_w, self.output_b = model.output_layer.weight, model.output_layer.bias
         if self.output_w is None:  # tied embeddings: Megatron passes the embedding as the output weight
@@ -157,6 +209,20 @@ class KVCacheDecoder:
         out = torch.matmul(x, weight.t())  # Megatron's own product (then + bias): bitwise alike
         return out if bias is None else out + bias
 
+    def _row_parallel(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """A RowParallelLinear: the local product summed over the TP group, then the (whole) bias."""
+        out = self.tp.reduce(torch.matmul(x, weight.t()))
+        return out if bias is None else out + bias
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """A VocabParallelEmbedding: rows outside this rank's vocabulary slice are zero, summed over TP."""
+        if self.tp.size == 1:
+            return F.embedding(ids, self.embedding)
+        local = ids - self.vocab_start
+        outside = (local < 0) | (local >= self.embedding.shape[0])
+        x = F.embedding(local.masked_fill(outside, 0), self.embedding)
+        return self.tp.reduce(x.masked_fill(outside[..., None], 0.0))
+
     # ------------------------------------------------------------------ rotary embeddings
 
     def _fix_rope(self, key_valid: torch.Tensor, t: int) -> None:
@@ -213,7 +279,7 @@ class KVCacheDecoder:
         window = self.windows[index]
         if window and t == 1:  # decoding: the ring already is the window, in any order
             out = self._ring_decode(index, q, new_k, new_v, key_valid)
-            return self._linear(out.to(x.dtype).transpose(1, 2).reshape(b, t, -1), p.proj_w, p.proj_b)
+            return self._row_parallel(out.to(x.dtype).transpose(1, 2).reshape(b, t, -1), p.proj_w, p.proj_b)
         if window:
             keys, values, key_index = self._ring_update(index, new_k, new_v)
         else:
@@ -227,7 +293,7 @@ class KVCacheDecoder:
         else:
             out = self._sdpa(q, keys, values, mask)
         out = out.to(x.dtype).transpose(1, 2).reshape(b, t, -1)  # [b, t, heads * d]
-        return self._linear(out, p.proj_w, p.proj_b)
+        return self._row_parallel(out, p.proj_w, p.proj_b)
 
     def _ring_update(
         self, index: int, new_k: torch.Tensor, new_v: torch.Tensor
@@ -344,7 +410,7 @@ class KVCacheDecoder:
         mask = self._mask(t, key_valid) if unchunked_full else None
         ropes: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}  # per rope key, shared by layers
         scales: dict[int, torch.Tensor | None] = {}  # LogN factors per window, shared by layers
-        x = F.embedding(ids, self.embedding)  # [b, t, h]
+        x = self._embed(ids)  # [b, t, h]
         for index, p in enumerate(self.layers):
             key, window = self.rope_keys[index], self.windows[index]
             if key not in ropes:
@@ -364,13 +430,15 @@ class KVCacheDecoder:
                 hidden = self.activation(gate) * up
             else:
                 hidden = self.activation(hidden)
-            x = x + self._linear(hidden, p.fc2_w, p.fc2_b)
+            x = x + self._row_parallel(hidden, p.fc2_w, p.fc2_b)
         self.length += t
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final RMSNorm and LM head on hidden states [..., h] → fp32 logits [..., vocab rows]."""
-        return self._linear(self._norm(hidden, self.final_norm), self.output_w, self.output_b).float()
+        """Final RMSNorm and LM head on hidden states [..., h] → fp32 logits [..., vocab rows] (under TP the
+        vocab-parallel slices gathered, so every rank holds the full-vocabulary logits)."""
+        local = self._linear(self._norm(hidden, self.final_norm), self.output_w, self.output_b)
+        return self.tp.gather_last(local).float()
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:

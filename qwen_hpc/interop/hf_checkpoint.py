@@ -52,11 +52,18 @@ WEIGHTS = "model.safetensors"
 
 
 def load_model(checkpoint: str | Path, cfg: ModelConfig) -> Any:
-    """An unsharded `GPTModel` (eval mode) with the weights of `checkpoint` (an `iter_*` folder, a
-    checkpoints root or a folder holding `checkpoints/`). Call inside `single_process_megatron()` (or any
-    TP=1/PP=1 setup)."""
+    """A `GPTModel` (eval mode) with the weights of `checkpoint` (an `iter_*` folder, a checkpoints root or
+    a folder holding `checkpoints/`). Call inside `single_process_megatron()` for an unsharded model, or on
+    every rank inside `model_parallel(tp, 1)` for this rank's TP shard (the distributed checkpoint is
+    resharded on load, whatever layout wrote it). Collective under TP > 1."""
+    from megatron.core import parallel_state as ps
+
+    tp = ps.get_tensor_model_parallel_world_size() if ps.model_parallel_is_initialized() else 1
     path = resolve_checkpoint(checkpoint)
-    model = build_model(cfg, checkpoint_vocab_rows(path), backend="local")
+    rows = checkpoint_vocab_rows(path)
+    if rows % tp:
+        raise ValueError(f"{path}: {rows} embedding rows do not split over tensor_model_parallel_size={tp}")
+    model = build_model(cfg, rows, backend="local", tp=tp)
     load_weights(path, model)
     return model.eval()
 

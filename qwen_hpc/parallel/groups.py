@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -29,18 +30,19 @@ def barrier() -> None:
         dist.barrier()
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank if `flag` is True on any rank (e.g. a stop request that reached one node)."""
+def any_rank(flag: bool, group: Any = None) -> bool:
+    """True on every rank (of `group`, default: all) if `flag` is True on any of them (e.g. a stop request
+    that reached one node: the ranks of a tensor-parallel group must stop together)."""
     if not dist.is_initialized():
         return flag
     t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=comm_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return bool(t.item())
 
 
-def all_ranks(flag: bool) -> bool:
-    """True on every rank only if `flag` is True on every rank."""
-    return not any_rank(not flag)
+def all_ranks(flag: bool, group: Any = None) -> bool:
+    """True on every rank (of `group`) only if `flag` is True on every one of them."""
+    return not any_rank(not flag, group)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ preempted evaluation resumes at the next unfinished batch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,35 @@ def _external(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / MODEL_CONFIG).is_file()
 
 
+def benchmark_layout_problem(cfg: QwenConfig, section: str = "evaluate") -> str | None:
+    """Why the benchmarks cannot run in this stage's TP/PP layout (None: they can). The KV-cache decoder
+    runs whole models (PP = 1) and reads an HF folder unsharded (TP = 1)."""
+    from qwen_hpc.interop.folder import MODEL_CONFIG
+
+    ev = cfg.evaluate
+    tp, pp = ev.layout(cfg.pretrain.train)
+    if not [t for t in ev.tasks if t != "perplexity"]:
+        return None
+    where = (f"{section}.tensor_model_parallel_size / {section}.pipeline_model_parallel_size"
+             if ev.tensor_model_parallel_size or ev.pipeline_model_parallel_size
+             else f"pretrain.train.tensor_model_parallel_size / pretrain.train.pipeline_model_parallel_size "
+                  f"(inherited: {section}.tensor_model_parallel_size/pipeline_model_parallel_size are null)")
+    if pp > 1:
+        return (f"{where} give PP={pp}: the benchmarks run with tensor parallelism only (PP=1); set "
+                f"{section}.pipeline_model_parallel_size=1 and a {section}.tensor_model_parallel_size that "
+                f"holds the model (only the perplexity task runs pipeline-parallel)")
+    path = Path(ev.checkpoint) if ev.checkpoint else None
+    if tp > 1 and path is not None and (path / "config.json").is_file() and not (path / MODEL_CONFIG).is_file():
+        return (f"{section}.checkpoint={path} is a Hugging Face folder, read unsharded: with TP={tp} ({where}) "
+                f"convert it first (`qwen-hpc import-hf hf_path={path} output=<dir>`, then "
+                f"{section}.checkpoint=<dir>; its distributed checkpoint is resharded on load)")
+    return None
+
+
 def _open_model(cfg: QwenConfig, ctx: StageContext) -> tuple[Any, Any, Any, str]:
-    """(model, tokenizer, ModelConfig, source). Call inside `single_process_megatron()`."""
+    """(model, tokenizer, ModelConfig, source). Call inside `model_parallel(tp, 1)` on every rank: a
+    checkpoint the project wrote and an import_hf folder load this rank's TP shard; an HF folder is read
+    whole (TP = 1)."""
     from qwen_hpc import outputs
     from qwen_hpc.inference.loading import open_model, open_model_config
     from qwen_hpc.interop.hf_checkpoint import load_model, resolve_checkpoint
@@ -95,10 +123,12 @@ def _perplexity(cfg: QwenConfig, ctx: StageContext) -> dict[str, float] | None:
     if cfg.evaluate.checkpoint and _external(Path(cfg.evaluate.checkpoint)):
         log.warning("perplexity needs a checkpoint of the pretraining layout: skipped for %s", cfg.evaluate.checkpoint)
         return None
+    tp, pp = cfg.evaluate.layout(cfg.pretrain.train)
+    train = dataclasses.replace(cfg.pretrain.train, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
     tokens = outputs.read_blend(ctx.stage_path("tokens"))
     return validation_perplexity(
         cfg.model,
-        cfg.pretrain.train,
+        train,
         tokens.pairs,
         eod_id=tokens.eod_id,
         n_vocab=tokens.n_vocab,
@@ -166,11 +196,15 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
     import torch
 
     from qwen_hpc.evaluation.runner import run_task
-    from qwen_hpc.interop.hf_checkpoint import single_process_megatron
+    from qwen_hpc.parallel import any_rank, model_parallel, world_of_one
     from qwen_hpc.report.paper import paper_size
 
     ev = cfg.evaluate
     root = data_root(cfg)
+    problem = benchmark_layout_problem(cfg)
+    if problem:
+        raise ValueError(problem)
+    tp, _ = ev.layout(cfg.pretrain.train)
     sync = None
     if ctx.world_size > 1:
         import torch.distributed as dist
@@ -179,12 +213,23 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
             dist.barrier()
 
     scores: dict[str, float] = {}
-    with single_process_megatron(seed=cfg.run.seed):
+    with world_of_one(), model_parallel(tp, 1, seed=cfg.run.seed):
+        from megatron.core import parallel_state as ps
+
+        # the ranks of one TP group hold one model and run the same batches; the groups split the batches
+        dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        writer = ps.get_tensor_model_parallel_rank() == 0
+        tp_group = ps.get_tensor_model_parallel_group()
+
+        def should_stop() -> bool:  # a TP group stops together (its ranks wait on each other's collectives)
+            return any_rank(ctx.should_stop(), tp_group) if tp > 1 else ctx.should_stop()
+
         model, tokenizer, model_cfg, source = _open_model(cfg, ctx)
         if torch.cuda.is_available():
             model = model.cuda()
         size = paper_size(model_cfg.name, model_cfg.num_layers, model_cfg.hidden_size)
-        log.info("evaluating %s on %s", source, ", ".join(t.name for t in tasks))
+        log.info("evaluating %s on %s (TP=%d, %d data-parallel groups)", source,
+                 ", ".join(t.name for t in tasks), tp, dp_size)
         for task in tasks:
             if getattr(task, "max_length", None) is not None:
                 task.max_length = model_cfg.seq_length
@@ -196,11 +241,12 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
                 query,
                 ctx.stage_dir,
                 batch_size=ev.batch_size,
-                should_stop=ctx.should_stop,
+                should_stop=should_stop,
                 on_batch=lambda done, total, name=task.name: log.info("%s: batch %d/%d", name, done, total),
-                rank=ctx.rank,
-                world_size=ctx.world_size,
+                rank=dp_rank,
+                world_size=dp_size,
                 sync=sync,
+                writer=writer,
             )
             if not run.complete:
                 return None

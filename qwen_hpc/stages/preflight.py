@@ -70,7 +70,7 @@ def job_world_size(cfg: QwenConfig, stage: str) -> int:
 
 def check_training_layout(stage: str, cfg: QwenConfig) -> None:
     """TP/PP/DP of `pretrain` and `sft` (and of `evaluate`, which loads the model in the same layout)."""
-    from qwen_hpc.training.config import check_model_parallel, check_parallel_layout
+    from qwen_hpc.training.config import check_parallel_layout
 
     train, world = cfg.pretrain.train, None
     try:
@@ -83,18 +83,50 @@ def check_training_layout(stage: str, cfg: QwenConfig) -> None:
             section = getattr(cfg, stage)
             check_parallel_layout(section.train, section.optimizer, world, model=_branch_model(cfg, section))
         else:
-            check_model_parallel(cfg.model, train)
-            if world % train.model_parallel_size:
-                raise ValueError(
-                    f"world size {world} must be divisible by train.tensor_model_parallel_size="
-                    f"{train.tensor_model_parallel_size} × train.pipeline_model_parallel_size="
-                    f"{train.pipeline_model_parallel_size}"
-                )
+            check_evaluate_layout(stage, _as_evaluate(stage, cfg), world)
     except ValueError as exc:
         raise PreflightError(
             f"parallel layout of stage {stage} (world size {world} = {stage}.resources/launcher nodes × "
             f"tasks_per_node): {exc}"
         ) from exc
+
+
+def _evaluated_model(cfg: QwenConfig):  # noqa: ANN202 - the ModelConfig of the model evaluate loads
+    """`model`, or the model config an external `evaluate.checkpoint` (import_hf / HF folder) describes."""
+    from qwen_hpc.stages.evaluate import _external
+
+    path = Path(cfg.evaluate.checkpoint) if cfg.evaluate.checkpoint else None
+    if path is not None and _external(path):
+        from qwen_hpc.inference.loading import open_model_config
+
+        return open_model_config(path), f"the model of {path}"
+    return cfg.model, "model"
+
+
+def check_evaluate_layout(stage: str, cfg: QwenConfig, world: int) -> None:
+    """evaluate's TP/PP (`evaluate.tensor_model_parallel_size` / `pipeline_model_parallel_size`, null:
+    pretrain.train's) must split the evaluated model and the job's ranks; the benchmarks need PP = 1."""
+    from qwen_hpc.stages.evaluate import benchmark_layout_problem
+
+    ev = cfg.evaluate
+    tp, pp = ev.layout(cfg.pretrain.train)
+    own = ev.tensor_model_parallel_size is not None, ev.pipeline_model_parallel_size is not None
+    tp_key = f"{stage}.tensor_model_parallel_size" if own[0] else "pretrain.train.tensor_model_parallel_size"
+    pp_key = f"{stage}.pipeline_model_parallel_size" if own[1] else "pretrain.train.pipeline_model_parallel_size"
+    model, what = _evaluated_model(cfg)
+    sizes = {"num_attention_heads": model.num_attention_heads, "ffn_hidden_size": model.ffn_hidden_size}
+    if model.padded_vocab_size is not None:
+        sizes["padded_vocab_size"] = model.padded_vocab_size
+    for name, value in sizes.items():
+        if value % tp:
+            raise ValueError(f"{tp_key}={tp} must divide {what}'s {name}={value}")
+    if model.num_layers % pp:
+        raise ValueError(f"{pp_key}={pp} must divide {what}'s num_layers={model.num_layers}")
+    if world % (tp * pp):
+        raise ValueError(f"world size {world} must be divisible by {tp_key}={tp} × {pp_key}={pp}")
+    problem = benchmark_layout_problem(cfg, stage)
+    if problem:
+        raise ValueError(problem)
 
 
 def _slurm_partitions() -> set[str] | None:
