@@ -83,18 +83,20 @@ def benchmark_layout_problem(cfg: QwenConfig, section: str = "evaluate") -> str 
     tp, pp = ev.layout(cfg.pretrain.train)
     if not [t for t in ev.tasks if t != "perplexity"]:
         return None
-    where = (f"{section}.tensor_model_parallel_size / {section}.pipeline_model_parallel_size"
-             if ev.tensor_model_parallel_size or ev.pipeline_model_parallel_size
-             else f"pretrain.train.tensor_model_parallel_size / pretrain.train.pipeline_model_parallel_size "
-                  f"(inherited: {section}.tensor_model_parallel_size/pipeline_model_parallel_size are null)")
+
+    def key(name: str, value: int) -> str:  # the key a layout size came from
+        if getattr(ev, name) is not None:
+            return f"{section}.{name}={value}"
+        return f"pretrain.train.{name}={value} (inherited: {section}.{name} is null)"
+
     if pp > 1:
-        return (f"{where} give PP={pp}: the benchmarks run with tensor parallelism only (PP=1); set "
-                f"{section}.pipeline_model_parallel_size=1 and a {section}.tensor_model_parallel_size that "
-                f"holds the model (only the perplexity task runs pipeline-parallel)")
+        return (f"{key('pipeline_model_parallel_size', pp)}: the benchmarks run with tensor parallelism only "
+                f"(PP=1); set {section}.pipeline_model_parallel_size=1 and {section}.tensor_model_parallel_size "
+                f"large enough to hold the model (only the perplexity task runs pipeline-parallel)")
     path = Path(ev.checkpoint) if ev.checkpoint else None
     if tp > 1 and path is not None and (path / "config.json").is_file() and not (path / MODEL_CONFIG).is_file():
-        return (f"{section}.checkpoint={path} is a Hugging Face folder, read unsharded: with TP={tp} ({where}) "
-                f"convert it first (`qwen-hpc import-hf hf_path={path} output=<dir>`, then "
+        return (f"{section}.checkpoint={path} is a Hugging Face folder, read unsharded: with "
+                f"{key('tensor_model_parallel_size', tp)} convert it first (`qwen-hpc import-hf hf_path={path} output=<dir>`, then "
                 f"{section}.checkpoint=<dir>; its distributed checkpoint is resharded on load)")
     return None
 

@@ -116,19 +116,76 @@ def test_evaluate_logs_to_its_run_and_into_the_pretrain_runs_summary(small_run) 
     assert into_pretrain.summary["evaluate/perplexity"] == scores["perplexity"]
 
 
-def test_two_ranks_split_the_batches_and_agree_with_one(small_run, tmp_path) -> None:
-    """A 2-task job (launcher=local): each rank runs every other batch into its own log; rank 0 gathers
-    the same records one process writes."""
+def test_two_ranks_data_or_tensor_parallel_agree_with_one(small_run, tmp_path) -> None:
+    """2-task jobs (launcher=local) against one process on the same checkpoint. Data parallel: each rank
+    runs every other batch into its own log; rank 0 gathers the same records. Tensor parallel
+    (`evaluate.tensor_model_parallel_size=2`): the two ranks hold halves of the model (the checkpoint
+    resharded on load) and give the same multiple-choice predictions, the same greedy generations and
+    the same perplexity to float rounding; only rank 0 writes."""
     if not (DATA_ROOT / "mmlu").is_dir():
         pytest.skip(f"benchmark datasets not found at {DATA_ROOT}")
-    one, two = _copy_run(small_run, tmp_path / "one"), _copy_run(small_run, tmp_path / "two")
-    extra = ("evaluate.tasks=[mmlu,gsm8k]", "evaluate.limit=6", "evaluate.batch_size=2")
-    run_qwen(["evaluate", *_args(small_run, one, *extra)])
-    local = [a.replace("launcher=debug", "launcher=local") for a in _args(small_run, two, *extra)]
-    run_qwen(["evaluate", *local, "evaluate.resources.tasks_per_node=2"])
+    one, two, tp = (_copy_run(small_run, tmp_path / name) for name in ("one", "two", "tp"))
+    extra = ("evaluate.limit=6", "evaluate.batch_size=2")
+    run_qwen(["evaluate", *_args(small_run, one, "evaluate.tasks=[perplexity,mmlu,gsm8k]", *extra)])
+
+    def local(root, *more: str) -> list[str]:
+        return [a.replace("launcher=debug", "launcher=local") for a in _args(small_run, root, *extra, *more)]
+
+    run_qwen(["evaluate", *local(two, "evaluate.tasks=[mmlu,gsm8k]"), "evaluate.resources.tasks_per_node=2"])
+    run_qwen(["evaluate", *local(tp, "evaluate.tasks=[perplexity,mmlu,gsm8k]"),
+              "evaluate.resources.tasks_per_node=2", "evaluate.tensor_model_parallel_size=2"])
     for task in ("mmlu", "gsm8k"):
         assert (two / "small" / "evaluate" / f"{task}.batches.rank1.jsonl").is_file()
+        assert not list((tp / "small" / "evaluate").glob(f"{task}.batches.rank*.jsonl"))  # one TP group
         alone = read_json(one / "small" / "evaluate" / f"{task}.json")["records"]
-        split = read_json(two / "small" / "evaluate" / f"{task}.json")["records"]
-        assert [r["id"] for r in split] == [r["id"] for r in alone]
-        assert [r["output"] for r in split] == [r["output"] for r in alone]
+        for root in (two, tp):
+            split = read_json(root / "small" / "evaluate" / f"{task}.json")["records"]
+            assert [r["id"] for r in split] == [r["id"] for r in alone]
+            assert [r["output"] for r in split] == [r["output"] for r in alone], (root.parent.name, task)
+    assert any(r["output"] for r in read_json(tp / "small" / "evaluate" / "gsm8k.json")["records"])
+    alone, sharded = (read_json(root / "small" / "evaluate" / "perplexity.json") for root in (one, tp))
+    assert alone["tokens"] == sharded["tokens"]
+    assert math.isclose(sharded["perplexity"], alone["perplexity"], rel_tol=1e-5), (sharded, alone)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("evaluate.tensor_model_parallel_size=3",), "evaluate.tensor_model_parallel_size=3 must divide model's"),
+        (("evaluate.tensor_model_parallel_size=2", "evaluate.resources.tasks_per_node=3"),
+         "world size 3 must be divisible by evaluate.tensor_model_parallel_size=2"),
+        (("evaluate.pipeline_model_parallel_size=2", "evaluate.tasks=[mmlu]", "evaluate.resources.tasks_per_node=2"),
+         "evaluate.pipeline_model_parallel_size=2: the benchmarks run with tensor parallelism only (PP=1)"),
+    ],
+)
+def test_bad_evaluate_layout_fails_before_submission(tmp_path, overrides, message) -> None:
+    """An impossible TP/PP layout stops `qwen-hpc evaluate` before anything starts, naming the key."""
+    from tests.stages.conftest import SmallRun
+
+    run = SmallRun(tmp_path / "runs")
+    args = [a.replace("launcher=debug", "launcher=local") for a in run.args(*overrides)]
+    proc = subprocess.run([*QWEN, "evaluate", *args], env=child_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert not (run.run_dir / "evaluate").exists()
+
+
+@pytest.mark.parametrize(("experiment", "tp", "gpus"), [("qwen_1_8b", 1, 1), ("qwen_7b", 2, 2), ("qwen_14b", 4, 4),
+                                                        ("qwen_72b", 8, 32), ("math_qwen_14b", 4, 4)])
+def test_paper_experiments_evaluate_in_a_layout_that_fits(experiment, tp, gpus) -> None:
+    """The paper-size experiment files give evaluate a TP layout their model and job split into; the 72B
+    job must not inherit pretraining's PP 4 (the benchmarks run PP 1)."""
+    import dataclasses
+
+    from qwen_hpc.config.compose import load
+    from qwen_hpc.stages.preflight import PreflightError, check_training_layout, job_world_size
+
+    _, cfg = load([f"experiment={experiment}", "launcher=slurm"])
+    stage = "math_evaluate" if experiment.startswith("math") else "evaluate"
+    section = getattr(cfg, stage)
+    assert section.layout(cfg.pretrain.train) == (tp, 1) and job_world_size(cfg, stage) == gpus
+    check_training_layout(stage, cfg)
+    if experiment == "qwen_72b":
+        inherit = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, pipeline_model_parallel_size=None))
+        with pytest.raises(PreflightError, match=r"pretrain.train.pipeline_model_parallel_size=4 \(inherited"):
+            check_training_layout("evaluate", inherit)
