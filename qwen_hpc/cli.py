@@ -204,7 +204,7 @@ def _dispatch(stage: str, plain: dict, cfg: QwenConfig) -> int:
     from qwen_hpc.launch.submit import StageCancelled, effective_launcher, run_inline, submit_and_wait
     from qwen_hpc.stages.base import stage_dir
     from qwen_hpc.stages.preflight import config_problems, input_problems
-    from qwen_hpc.stages.runner import StageInputError, check_ready
+    from qwen_hpc.stages.runner import StageInputError, StageWork, check_ready
 
     log = logging.getLogger("qwen_hpc.cli")
     typed_config(plain, cfg)  # the debug launcher runs the stage in this process: it reuses this one
@@ -228,10 +228,11 @@ def _dispatch(stage: str, plain: dict, cfg: QwenConfig) -> int:
         print(f"qwen-hpc: {exc}", file=sys.stderr)
         return EXIT_BUSY
     try:
+        work = StageWork(stage, plain)
         if launcher.kind == "debug":
-            result = run_inline(stage, plain)
+            result = run_inline(work)
         else:
-            result = submit_and_wait(stage, plain, launcher, sdir, cfg.run.name, token)
+            result = submit_and_wait(work, launcher, sdir, f"qwen-{cfg.run.name}-{stage}", token, label=stage)
     except KeyboardInterrupt:
         print(f"qwen-hpc: stage {stage} interrupted", file=sys.stderr)
         return 130

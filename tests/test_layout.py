@@ -80,22 +80,11 @@ def test_domain_packages_import_downwards_only(package: str) -> None:
     assert not offenders, "\n".join(offenders)
 
 
-# Known arrows still to remove, each named (the list may only shrink): StageJob runs the stage runner and
-# reads the stage folder's lock/requeue budget itself (issue 11 cluster paths); the entry layer should hand
-# it the callable and the folder instead.
-LAUNCH_PENDING = {
-    "qwen_hpc/launch/job.py imports qwen_hpc.stages.base",
-    "qwen_hpc/launch/job.py imports qwen_hpc.stages.registry",
-    "qwen_hpc/launch/job.py imports qwen_hpc.stages.runner",
-}
-
-
 def test_launch_imports_no_domain_package_and_no_stage() -> None:
     """Executors run what the entry layer hands them (a callable, a map); they know no recipe code."""
     forbidden = tuple(f"qwen_hpc.{d}" for d in DOMAIN) + ("qwen_hpc.stages", "qwen_hpc.cli", "qwen_hpc.outputs")
-    offenders = set(_offenders("launch", forbidden))
-    assert offenders <= LAUNCH_PENDING, "\n".join(sorted(offenders - LAUNCH_PENDING))
-    assert not LAUNCH_PENDING - offenders, f"gone, remove from LAUNCH_PENDING: {sorted(LAUNCH_PENDING - offenders)}"
+    offenders = _offenders("launch", forbidden)
+    assert not offenders, "\n".join(offenders)
 
 
 def test_only_launch_reads_job_environment_variables() -> None:

@@ -1,17 +1,19 @@
-"""The callable every launcher runs: one stage, with preemption handled in two halves.
+"""The callable every launcher runs: one piece of work handed in by the entry layer (a picklable `JobWork`,
+for a stage `stages.runner.StageWork`), with preemption handled in two halves.
 
 First half (`StopFlag`): USR1/USR2/TERM only set a flag. The stage's loops notice it at a step
 boundary, every rank saves, and the stage returns status "preempted". Second half (here):
 - USR1/USR2 (time limit near): rank 0 hands over to submitit's own USR2 handler, which asks
-  `checkpoint()` for the resubmission — the same stage and config, never pickled model state, because the
+  `checkpoint()` for the resubmission — the same work (stage and config), never pickled model state, because the
   stage resumes from its checkpoint on disk — writes it, requeues the Slurm job (`scontrol requeue`) and
   exits;
 - SIGTERM inside a Slurm job (`scancel`, `scontrol requeue`, preemption, node failure with `--requeue`):
   every rank exits with `EXIT_PREEMPTED` and *no* result, leaving the verdict to Slurm — a requeued job
   runs again under the same id and resumes, a cancelled one stays CANCELLED; the waiting submitter reads
   which from the scheduler (`qwen_hpc.launch.scheduler`).
-Before the stage runs, rank 0 takes the stage folder's lock (`qwen_hpc.launch.ownership`) and applies the
-requeue budget: only restarts that found no progress since the previous start count.
+Before the work runs, rank 0 takes the folder the work claims (`JobWork.claim`, the stage folder) with its
+lock (`qwen_hpc.launch.ownership`) and applies the requeue budget: only restarts that found no progress
+since the previous start count. This module imports no stage and no domain package.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import submitit
 
@@ -92,38 +97,51 @@ def _in_slurm_job() -> bool:
     return env.cluster == "slurm" if env is not None else "SLURM_JOB_ID" in os.environ
 
 
-def _own_stage_folder(stage: str, plain_cfg: dict[str, Any], token: str | None) -> tuple[Any, str] | None:
+@dataclass(frozen=True)
+class FolderClaim:
+    """What rank 0 locks before the work runs: the output folder, the progress found in it now (compared at
+    each restart, so only restarts without progress count) and the requeue budget."""
+
+    folder: Path
+    progress: int | None
+    max_requeues: int
+
+
+class JobWork(Protocol):
+    """The picklable callable a launcher runs (the entry layer builds it, e.g. `stages.runner.StageWork`):
+    the launcher knows no stage, only what to lock and what to call."""
+
+    def claim(self) -> FolderClaim | None: ...
+
+    def __call__(self, should_stop: Callable[[], bool]) -> dict[str, Any]: ...
+
+
+def _own_folder(work: JobWork, token: str | None) -> tuple[Path, str] | None:
     """Rank 0: take the folder's lock (refusing a second writer) and count this start against the
-    requeue budget. Returns (stage folder, token) to release on completion."""
+    requeue budget. Returns (folder, token) to release on completion."""
     if task_rank() != 0:
         return None
-    from qwen_hpc.config.compose import typed_config
-    from qwen_hpc.launch.submit import effective_launcher
-    from qwen_hpc.stages.base import stage_dir
-    from qwen_hpc.stages.registry import get_stage
-
-    cfg = typed_config(plain_cfg)  # built once per process: the runner reuses it
-    sdir = stage_dir(cfg, stage)
-    progress_of = getattr(get_stage(stage), "progress", None)
-    progress = progress_of(sdir) if callable(progress_of) else None
-    budget = effective_launcher(cfg.launcher, getattr(cfg, stage).resources).max_requeues
+    claim = work.claim()
+    if claim is None:
+        return None
     record = _owner_record(token)
-    ownership.job_start(sdir, record, progress, budget)
-    return sdir, record["token"]
+    ownership.job_start(claim.folder, record, claim.progress, claim.max_requeues)
+    return claim.folder, record["token"]
 
 
 class StageJob(submitit.helpers.Checkpointable):
-    def __call__(self, stage: str, plain_cfg: dict[str, Any], lock_token: str | None = None) -> dict[str, Any]:
-        from qwen_hpc.stages.runner import run_stage
+    """Runs a `JobWork` under the lock and the stop flag; its result dict's "status" says "preempted" when
+    the work saved and stopped after a signal."""
 
+    def __call__(self, work: JobWork, lock_token: str | None = None) -> dict[str, Any]:
         setup_logging()
-        owned = _own_stage_folder(stage, plain_cfg, lock_token)
+        owned = _own_folder(work, lock_token)
         flag = StopFlag().install()
         requeue_handler = flag.previous_handler(signal.SIGUSR2)  # submitit's, when we run as its job
         keep_lock = False
         try:
-            result = run_stage(stage, plain_cfg, should_stop=flag)
-            if result.status == "preempted":
+            result = work(should_stop=flag)
+            if result.get("status") == "preempted":
                 keep_lock = _in_slurm_job()  # the same job comes back (requeue) or Slurm ends it
                 flag.restore()
                 self._requeue(flag.signum, requeue_handler)
@@ -131,11 +149,10 @@ class StageJob(submitit.helpers.Checkpointable):
             flag.restore()
             if owned is not None and not keep_lock:
                 ownership.release(*owned)
-        return result.to_dict()
+        return result
 
-    def checkpoint(self, stage: str, plain_cfg: dict[str, Any], lock_token: str | None = None
-                   ) -> submitit.helpers.DelayedSubmission:
-        return submitit.helpers.DelayedSubmission(StageJob(), stage, plain_cfg, lock_token)
+    def checkpoint(self, work: JobWork, lock_token: str | None = None) -> submitit.helpers.DelayedSubmission:
+        return submitit.helpers.DelayedSubmission(StageJob(), work, lock_token)
 
     @staticmethod
     def _requeue(signum: int | None, handler: Any) -> None:

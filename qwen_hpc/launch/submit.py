@@ -24,7 +24,7 @@ import submitit
 from qwen_hpc.config.launcher import LauncherConfig
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.launch import ownership
-from qwen_hpc.launch.job import StageJob
+from qwen_hpc.launch.job import JobWork, StageJob
 from qwen_hpc.launch.scheduler import MAYBE_REQUEUED_STATES, SlurmJobState, slurm_job_state
 from qwen_hpc.utils.io import write_json
 
@@ -132,10 +132,13 @@ def _cancel_on_interrupt(job: submitit.Job) -> Iterator[None]:
 
 
 def submit_and_wait(
-    stage: str, plain_cfg: dict[str, Any], launcher: LauncherConfig, stage_dir: Path, experiment: str,
-    lock_token: str | None = None,
+    work: JobWork, launcher: LauncherConfig, stage_dir: Path, job_name: str, lock_token: str | None = None,
+    *, label: str = "",
 ) -> dict[str, Any]:
-    """Submit the stage as a submitit job and block until it ends; raise on failure or cancellation."""
+    """Submit the work (for a stage: `stages.runner.StageWork`) as a submitit job and block until it ends;
+    raise on failure or cancellation. `stage_dir` gets the logs and launch.json; `label` names the work in
+    messages (the stage name)."""
+    label = label or job_name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = stage_dir / "logs" / f"{stamp}_%j"
     executor: submitit.Executor
@@ -144,8 +147,8 @@ def submit_and_wait(
     else:
         executor = submitit.AutoExecutor(folder=folder, cluster=launcher.kind,
                                          slurm_max_num_timeout=SUBMITIT_TIMEOUT_BUDGET)
-    executor.update_parameters(**executor_parameters(launcher, f"qwen-{experiment}-{stage}"))
-    job = executor.submit(StageJob(), stage, plain_cfg, lock_token)
+    executor.update_parameters(**executor_parameters(launcher, job_name))
+    job = executor.submit(StageJob(), work, lock_token)
     if lock_token:
         local_pid = {"pid": int(job.job_id)} if launcher.kind == "local" else {}
         ownership.update(stage_dir, lock_token, launcher=launcher.kind, job_id=str(job.job_id), **local_pid)
@@ -159,7 +162,7 @@ def submit_and_wait(
             "stderr": str(job.paths.stderr),
         },
     )
-    log.info("stage %s submitted as %s job %s", stage, launcher.kind, job.job_id)
+    log.info("stage %s submitted as %s job %s", label, launcher.kind, job.job_id)
     log.info("logs: %s | %s", job.paths.stdout, job.paths.stderr)
     streamer = _LogStreamer([job.paths.stdout, job.paths.stderr]) if launcher.stream_logs else None
     final: SlurmJobState | None = None
@@ -175,7 +178,7 @@ def submit_and_wait(
         streamer.pump()
     if final is not None and final.cancelled:
         raise StageCancelled(
-            f"stage {stage}: Slurm job {job.job_id} was cancelled (scancel; state {final.state}, restarts "
+            f"stage {label}: Slurm job {job.job_id} was cancelled (scancel; state {final.state}, restarts "
             f"{final.restarts}); its last checkpoint is kept in {stage_dir}: run the same command to resume"
         )
     # raises FailedJobError / UncompletedJobError with the job's traceback; a multi-task job answers
@@ -215,6 +218,6 @@ def _follow_slurm_job(job_id: str, poll_s: float, streamer: _LogStreamer | None)
         time.sleep(poll_s)
 
 
-def run_inline(stage: str, plain_cfg: dict[str, Any], lock_token: str | None = None) -> dict[str, Any]:
+def run_inline(work: JobWork, lock_token: str | None = None) -> dict[str, Any]:
     """The debug launcher: the same job callable, in this process."""
-    return StageJob()(stage, plain_cfg, lock_token)
+    return StageJob()(work, lock_token)

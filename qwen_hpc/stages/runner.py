@@ -6,12 +6,15 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qwen_hpc.config.compose import typed_config
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.launch.distributed import ensure_process_group, job_rank
+from qwen_hpc.launch.job import FolderClaim
+from qwen_hpc.launch.submit import effective_launcher
 from qwen_hpc.outputs import MARKER, STARTED
 from qwen_hpc.stages.base import (
     StageContext,
@@ -151,6 +154,28 @@ def run_stage(
             metrics={f"{stage}/{k}": v for k, v in result.metrics.items() if _is_number(v)},
         )
     return result
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """What a launcher runs for one stage (`launch.job.JobWork`): picklable, only the stage name and the
+    plain config travel to the job, which builds the typed config and the stage itself."""
+
+    stage: str
+    plain_cfg: dict[str, Any]
+
+    def claim(self) -> FolderClaim:
+        """The stage folder to lock, the progress found in it (a stage's optional `progress(stage_dir)`)
+        and the requeue budget of the stage's effective launcher."""
+        cfg = typed_config(self.plain_cfg)  # built once per process: run_stage reuses it
+        sdir = stage_dir(cfg, self.stage)
+        progress_of = getattr(get_stage(self.stage), "progress", None)
+        progress = progress_of(sdir) if callable(progress_of) else None
+        budget = effective_launcher(cfg.launcher, getattr(cfg, self.stage).resources).max_requeues
+        return FolderClaim(sdir, progress, budget)
+
+    def __call__(self, should_stop: Callable[[], bool]) -> dict[str, Any]:
+        return run_stage(self.stage, self.plain_cfg, should_stop=should_stop).to_dict()
 
 
 def _is_number(value: Any) -> bool:
