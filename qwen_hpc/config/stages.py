@@ -161,8 +161,8 @@ class EvaluateStageConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     # the model's layout in this job, the keys pretraining uses (null: pretrain.train's). The checkpoint is
     # resharded on load, so it need not be the layout that trained it; the ranks left over after TP x PP
-    # split the samples (data parallel). Benchmarks run at PP = 1 (the KV-cache decoder runs whole models);
-    # perplexity runs any TP/PP. How the job runs, not what it measures: never in the config hash.
+    # split the samples (data parallel). An HF folder is read whole (TP = PP = 1; import_hf it to shard it).
+    # How the job runs, not what it measures: never in the config hash.
     tensor_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045 - OmegaConf needs Optional
     pipeline_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)

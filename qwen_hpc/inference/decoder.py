@@ -16,7 +16,10 @@ without the wrappers' per-token overhead — and adds what inference needs and M
   its local shards, as Megatron's layers do — each rank holds its query groups and MLP columns, the
   attention output and MLP projections are summed over the TP group, the vocab-parallel embedding is a
   masked lookup summed over the group, and the logits are gathered to the full vocabulary on every rank
-  (so sampling, scoring and stop checks agree across the group). Pipeline parallelism is not supported.
+  (so sampling, scoring and stop checks agree across the group);
+- pipeline parallelism: a stage model (PP > 1) runs its own layers, receives the hidden states from the
+  previous stage and sends its own to the next; the last stage's logits are broadcast over the pipeline
+  group, so every rank of a TP x PP model returns the same logits (the long-context options need PP = 1).
 With every long-context option off (or on, but within the training length) and a prefill no longer than the
 chunk, the arithmetic is exactly the plain path, bit for bit.
 """
@@ -91,14 +94,57 @@ class _TensorParallel(NamedTuple):
         return torch.cat(parts, dim=-1)
 
 
-def tensor_parallel_of(model: Any) -> _TensorParallel:
-    """The TP group a model was built for (its config's `tensor_model_parallel_size`); the decoder refuses
-    a pipeline stage (it runs every layer, embedding to logits, in one process)."""
-    cfg = model.config
-    if getattr(cfg, "pipeline_model_parallel_size", 1) > 1:
-        raise NotImplementedError(
-            "the KV-cache decoder runs the whole model in one process: pipeline_model_parallel_size must be 1"
+class _Pipeline(NamedTuple):
+    """This rank's pipeline stage (size 1: the whole model); prev/next/last are global ranks."""
+
+    size: int
+    first: bool
+    last: bool
+    prev: int
+    next: int
+    last_rank: int
+    group: Any
+
+    def receive(self, like: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        x = torch.empty(like, dtype=dtype, device=device)
+        dist.recv(x, src=self.prev)
+        return x
+
+    def send(self, x: torch.Tensor) -> None:
+        dist.send(x.contiguous(), dst=self.next)
+
+    def from_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's `x` on every stage of the pipeline group."""
+        if self.size > 1:
+            dist.broadcast(x, src=self.last_rank, group=self.group)
+        return x
+
+
+def pipeline_of(model: Any) -> _Pipeline:
+    """The pipeline stage a model was built for (its config's `pipeline_model_parallel_size`)."""
+    size = int(getattr(model.config, "pipeline_model_parallel_size", 1) or 1)
+    if size == 1:
+        return _Pipeline(1, True, True, -1, -1, -1, None)
+    from megatron.core import parallel_state as ps
+
+    if ps.get_pipeline_model_parallel_world_size() != size:
+        raise RuntimeError(
+            f"the model was built for PP={size} but Megatron's pipeline group has "
+            f"{ps.get_pipeline_model_parallel_world_size()} ranks"
         )
+    first, last = ps.is_pipeline_first_stage(ignore_virtual=True), ps.is_pipeline_last_stage(ignore_virtual=True)
+    return _Pipeline(
+        size, first, last,
+        -1 if first else ps.get_pipeline_model_parallel_prev_rank(),
+        -1 if last else ps.get_pipeline_model_parallel_next_rank(),
+        ps.get_pipeline_model_parallel_last_rank(),
+        ps.get_pipeline_model_parallel_group(),
+    )
+
+
+def tensor_parallel_of(model: Any) -> _TensorParallel:
+    """The TP group a model was built for (its config's `tensor_model_parallel_size`)."""
+    cfg = model.config
     size = int(getattr(cfg, "tensor_model_parallel_size", 1) or 1)
     if size == 1:
         return _TensorParallel(1, 0, None)
@@ -113,8 +159,8 @@ def tensor_parallel_of(model: Any) -> _TensorParallel:
 
 
 class KVCacheDecoder:
-    """Forward passes of a GPTModel (PP=1; TP=1 or the local shards of TP > 1) that reuse cached keys
-    and values. Under TP every rank of the group makes the same calls with the same inputs.
+    """Forward passes of a GPTModel (whole, or this rank's TP shard and PP stage) that reuse cached keys
+    and values. Under TP/PP every rank of the model makes the same calls with the same inputs.
 
     The per-layer weights are views of the parameters (a later optimizer step is seen by the next decoder).
     Activations are batch-first, [b, t, h]. `train_length` is the length the model was trained at (the
@@ -135,7 +181,8 @@ class KVCacheDecoder:
             raise ValueError(f"attention_chunk={attention_chunk} must be >= 1")
         self.model = model
         cfg = model.config
-        self.tp = tensor_parallel_of(model)
+        self.tp, self.pp = tensor_parallel_of(model), pipeline_of(model)
+        self.hidden_size = cfg.hidden_size
         heads, groups = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
         if heads % self.tp.size or groups % self.tp.size:
             raise ValueError(f"TP={self.tp.size} must divide the {heads} heads and {groups} query groups")
@@ -148,22 +195,29 @@ class KVCacheDecoder:
         self.gated = bool(cfg.gated_linear_unit)
         self.activation = cfg.activation_func
         self.layers = [self._plain(layer) for layer in model.decoder.layers]
-        self.embedding = model.embedding.word_embeddings.weight  # this rank's vocabulary rows under TP
-        self.vocab_start = self.tp.rank * self.embedding.shape[0]
-        self.final_norm = _norm_weight(model.decoder.final_layernorm)
-        self.output_w, self.output_b = model.output_layer.weight, model.output_layer.bias
-        if self.output_w is None:  # tied embeddings: Megatron passes the embedding as the output weight
-            self.output_w = model.shared_embedding_or_output_weight()
+        # the embedding on the first pipeline stage, the final norm and LM head on the last (both at PP=1)
+        self.embedding = model.embedding.word_embeddings.weight if self.pp.first else None
+        self.vocab_rows = int(model.vocab_size)
+        self.vocab_start = self.tp.rank * (self.vocab_rows // self.tp.size)  # this rank's rows under TP
+        self.final_norm = self.output_w = self.output_b = None
+        if self.pp.last:
+            self.final_norm = _norm_weight(model.decoder.final_layernorm)
+            self.output_w, self.output_b = model.output_layer.weight, model.output_layer.bias
+            if self.output_w is None:  # tied embeddings: Megatron passes the embedding as the output weight
+                self.output_w = model.shared_embedding_or_output_weight()
+        weight = self.embedding if self.embedding is not None else self.layers[0].qkv_w
         # cos/sin of every position once: inv_freq is Megatron's own (fp32, spec §3.3)
         self.inv_freq = model.rotary_pos_emb.inv_freq.float()
         self.rotary_dim = 2 * self.inv_freq.numel()
         self.rotary_base = float(getattr(model, "rotary_base", 10000.0))
-        self.device = self.embedding.device  # caches, tables and masks live with the weights (CPU or GPU)
+        self.device = weight.device  # caches, tables and masks live with the weights (CPU or GPU)
         angles = torch.arange(max_len, dtype=torch.float32, device=self.device)[:, None] * self.inv_freq
         angles = torch.cat([angles, angles], dim=-1)
         self.cos_table, self.sin_table = angles.cos(), angles.sin()
         # long context
         self.long_context = long_context or LongContextConfig()
+        if self.pp.size > 1 and self.long_context.enabled:
+            raise NotImplementedError("the long-context options need the whole model on one stage (PP = 1)")
         self.train_length = int(train_length or getattr(model, "max_sequence_length", max_len))
         self.windows = [
             w if w < max_len else 0 for w in self.long_context.windows(len(self.layers), self.train_length)
@@ -171,7 +225,7 @@ class KVCacheDecoder:
         self.chunk = attention_chunk
         self.rope_keys: list[Any] = [_TABLE] * len(self.layers)  # per layer: _TABLE or a tuple of row alphas
         # the cache: max_len slots per full-attention layer, a ring of `window` slots per windowed layer
-        dtype = self.embedding.dtype
+        dtype = self.dtype = weight.dtype
         self.capacity = [w or max_len for w in self.windows]
         self.keys = [
             torch.zeros(batch, self.groups, cap, self.head_dim, dtype=dtype, device=self.device)
@@ -410,7 +464,10 @@ class KVCacheDecoder:
         mask = self._mask(t, key_valid) if unchunked_full else None
         ropes: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}  # per rope key, shared by layers
         scales: dict[int, torch.Tensor | None] = {}  # LogN factors per window, shared by layers
-        x = self._embed(ids)  # [b, t, h]
+        if self.pp.first:
+            x = self._embed(ids)  # [b, t, h]
+        else:  # the previous stage's output
+            x = self.pp.receive((*ids.shape, self.hidden_size), self.dtype, self.device)
         for index, p in enumerate(self.layers):
             key, window = self.rope_keys[index], self.windows[index]
             if key not in ropes:
@@ -432,13 +489,19 @@ class KVCacheDecoder:
                 hidden = self.activation(hidden)
             x = x + self._row_parallel(hidden, p.fc2_w, p.fc2_b)
         self.length += t
+        if not self.pp.last:
+            self.pp.send(x)
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final RMSNorm and LM head on hidden states [..., h] → fp32 logits [..., vocab rows] (under TP the
-        vocab-parallel slices gathered, so every rank holds the full-vocabulary logits)."""
+        vocab-parallel slices gathered, under PP the last stage's broadcast — `hidden` of an earlier stage
+        only gives the shape —, so every rank holds the full-vocabulary logits)."""
+        if not self.pp.last:
+            out = torch.empty((*hidden.shape[:-1], self.vocab_rows), dtype=torch.float32, device=self.device)
+            return self.pp.from_last(out)
         local = self._linear(self._norm(hidden, self.final_norm), self.output_w, self.output_b)
-        return self.tp.gather_last(local).float()
+        return self.pp.from_last(self.tp.gather_last(local).float().contiguous())
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:

@@ -54,16 +54,21 @@ WEIGHTS = "model.safetensors"
 def load_model(checkpoint: str | Path, cfg: ModelConfig) -> Any:
     """A `GPTModel` (eval mode) with the weights of `checkpoint` (an `iter_*` folder, a checkpoints root or
     a folder holding `checkpoints/`). Call inside `single_process_megatron()` for an unsharded model, or on
-    every rank inside `model_parallel(tp, 1)` for this rank's TP shard (the distributed checkpoint is
-    resharded on load, whatever layout wrote it). Collective under TP > 1."""
+    every rank inside `model_parallel(tp, pp)` for this rank's TP shard of its pipeline stage (the
+    distributed checkpoint is resharded on load, whatever layout wrote it). Collective under TP/PP > 1."""
     from megatron.core import parallel_state as ps
 
-    tp = ps.get_tensor_model_parallel_world_size() if ps.model_parallel_is_initialized() else 1
+    tp, pp, first, last = 1, 1, True, True
+    if ps.model_parallel_is_initialized():
+        tp, pp = ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()
+        first, last = ps.is_pipeline_first_stage(ignore_virtual=True), ps.is_pipeline_last_stage(ignore_virtual=True)
     path = resolve_checkpoint(checkpoint)
     rows = checkpoint_vocab_rows(path)
     if rows % tp:
         raise ValueError(f"{path}: {rows} embedding rows do not split over tensor_model_parallel_size={tp}")
-    model = build_model(cfg, rows, backend="local", tp=tp)
+    if cfg.num_layers % pp:
+        raise ValueError(f"{cfg.num_layers} layers do not split over pipeline_model_parallel_size={pp}")
+    model = build_model(cfg, rows, backend="local", tp=tp, pp=pp, pre_process=first, post_process=last)
     load_weights(path, model)
     return model.eval()
 

@@ -75,8 +75,8 @@ def _external(path: Path) -> bool:
 
 
 def benchmark_layout_problem(cfg: QwenConfig, section: str = "evaluate") -> str | None:
-    """Why the benchmarks cannot run in this stage's TP/PP layout (None: they can). The KV-cache decoder
-    runs whole models (PP = 1) and reads an HF folder unsharded (TP = 1)."""
+    """Why the benchmarks cannot run in this stage's TP/PP layout (None: they can): an HF folder is read
+    unsharded (TP = PP = 1); checkpoints the project wrote and import_hf folders reshard to any layout."""
     from qwen_hpc.interop.folder import MODEL_CONFIG
 
     ev = cfg.evaluate
@@ -89,22 +89,21 @@ def benchmark_layout_problem(cfg: QwenConfig, section: str = "evaluate") -> str 
             return f"{section}.{name}={value}"
         return f"pretrain.train.{name}={value} (inherited: {section}.{name} is null)"
 
-    if pp > 1:
-        return (f"{key('pipeline_model_parallel_size', pp)}: the benchmarks run with tensor parallelism only "
-                f"(PP=1); set {section}.pipeline_model_parallel_size=1 and {section}.tensor_model_parallel_size "
-                f"large enough to hold the model (only the perplexity task runs pipeline-parallel)")
     path = Path(ev.checkpoint) if ev.checkpoint else None
-    if tp > 1 and path is not None and (path / "config.json").is_file() and not (path / MODEL_CONFIG).is_file():
-        return (f"{section}.checkpoint={path} is a Hugging Face folder, read unsharded: with "
-                f"{key('tensor_model_parallel_size', tp)} convert it first (`qwen-hpc import-hf hf_path={path} output=<dir>`, then "
+    hf_folder = path is not None and (path / "config.json").is_file() and not (path / MODEL_CONFIG).is_file()
+    if tp * pp > 1 and hf_folder:
+        sizes = " and ".join(key(name, v) for name, v in (("tensor_model_parallel_size", tp),
+                                                           ("pipeline_model_parallel_size", pp)) if v > 1)
+        return (f"{section}.checkpoint={path} is a Hugging Face folder, read unsharded: with {sizes} "
+                f"convert it first (`qwen-hpc import-hf hf_path={path} output=<dir>`, then "
                 f"{section}.checkpoint=<dir>; its distributed checkpoint is resharded on load)")
     return None
 
 
 def _open_model(cfg: QwenConfig, ctx: StageContext) -> tuple[Any, Any, Any, str]:
-    """(model, tokenizer, ModelConfig, source). Call inside `model_parallel(tp, 1)` on every rank: a
-    checkpoint the project wrote and an import_hf folder load this rank's TP shard; an HF folder is read
-    whole (TP = 1)."""
+    """(model, tokenizer, ModelConfig, source). Call inside `model_parallel(tp, pp)` on every rank: a
+    checkpoint the project wrote and an import_hf folder load this rank's TP shard of its pipeline stage;
+    an HF folder is read whole (TP = PP = 1)."""
     from qwen_hpc import outputs
     from qwen_hpc.inference.loading import open_model, open_model_config
     from qwen_hpc.interop.hf_checkpoint import load_model, resolve_checkpoint
@@ -206,7 +205,7 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
     problem = benchmark_layout_problem(cfg)
     if problem:
         raise ValueError(problem)
-    tp, _ = ev.layout(cfg.pretrain.train)
+    tp, pp = ev.layout(cfg.pretrain.train)
     sync = None
     if ctx.world_size > 1:
         import torch.distributed as dist
@@ -215,23 +214,24 @@ def _run_benchmarks(cfg: QwenConfig, ctx: StageContext, tasks: list[Any]) -> tup
             dist.barrier()
 
     scores: dict[str, float] = {}
-    with world_of_one(), model_parallel(tp, 1, seed=cfg.run.seed):
+    with world_of_one(), model_parallel(tp, pp, seed=cfg.run.seed):
         from megatron.core import parallel_state as ps
 
-        # the ranks of one TP group hold one model and run the same batches; the groups split the batches
+        # the TP x PP ranks of one model run the same batches (each gets the full logits); the data-parallel
+        # replicas split the batches; one rank per replica writes
         dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
-        writer = ps.get_tensor_model_parallel_rank() == 0
-        tp_group = ps.get_tensor_model_parallel_group()
+        writer = ps.get_tensor_model_parallel_rank() == 0 and ps.is_pipeline_first_stage(ignore_virtual=True)
+        mp_group = ps.get_model_parallel_group()
 
-        def should_stop() -> bool:  # a TP group stops together (its ranks wait on each other's collectives)
-            return any_rank(ctx.should_stop(), tp_group) if tp > 1 else ctx.should_stop()
+        def should_stop() -> bool:  # one model's ranks stop together (they wait on each other's collectives)
+            return any_rank(ctx.should_stop(), mp_group) if tp * pp > 1 else ctx.should_stop()
 
         model, tokenizer, model_cfg, source = _open_model(cfg, ctx)
         if torch.cuda.is_available():
             model = model.cuda()
         size = paper_size(model_cfg.name, model_cfg.num_layers, model_cfg.hidden_size)
-        log.info("evaluating %s on %s (TP=%d, %d data-parallel groups)", source,
-                 ", ".join(t.name for t in tasks), tp, dp_size)
+        log.info("evaluating %s on %s (TP=%d, PP=%d, %d data-parallel replicas)", source,
+                 ", ".join(t.name for t in tasks), tp, pp, dp_size)
         for task in tasks:
             if getattr(task, "max_length", None) is not None:
                 task.max_length = model_cfg.seq_length

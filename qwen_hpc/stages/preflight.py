@@ -105,7 +105,7 @@ def _evaluated_model(cfg: QwenConfig):  # noqa: ANN202 - the ModelConfig of the 
 
 def check_evaluate_layout(stage: str, cfg: QwenConfig, world: int) -> None:
     """evaluate's TP/PP (`evaluate.tensor_model_parallel_size` / `pipeline_model_parallel_size`, null:
-    pretrain.train's) must split the evaluated model and the job's ranks; the benchmarks need PP = 1."""
+    pretrain.train's) must split the evaluated model and the job's ranks; an HF folder only loads whole."""
     from qwen_hpc.stages.evaluate import benchmark_layout_problem
 
     ev = cfg.evaluate

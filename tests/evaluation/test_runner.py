@@ -62,3 +62,20 @@ def test_changed_samples_are_refused(tmp_path) -> None:
     run_task(Gsm8k(), _samples(8), Counting(), tmp_path, batch_size=4, should_stop=iter([False, True]).__next__)
     with pytest.raises(RuntimeError, match="the samples changed"):
         run_task(Gsm8k(), _samples(9)[1:], Counting(), tmp_path, batch_size=4)
+
+
+def test_a_model_parallel_rank_that_is_not_the_writer_computes_but_writes_nothing(tmp_path) -> None:
+    """The ranks of one TP/PP replica run every batch together; only the writer appends logs and the result,
+    and a preempted replica resumes from the writer's log on every rank alike."""
+    samples, task = _samples(10), Gsm8k()
+    follower, stops = Counting(), iter([False, True])
+    part = run_task(task, samples, follower, tmp_path, batch_size=4, writer=False, should_stop=lambda: next(stops))
+    assert not part.complete and len(follower.asked) == 4 and list(tmp_path.iterdir()) == []
+    writer = Counting()
+    done = run_task(task, samples, writer, tmp_path, batch_size=4)
+    assert done.complete and len(writer.asked) == 10
+    again = Counting()  # a follower of the finished replica: every batch is done, nothing recomputed or written
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    late = run_task(task, samples, again, tmp_path, batch_size=4, writer=False)
+    assert late.complete and again.asked == [] and late.records == []
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -1,7 +1,7 @@
-"""The suite's model queries under tensor parallelism: one checkpoint, loaded resharded at TP=2 on two gloo
-ranks, scores and generates what it does at TP=1 (multiple-choice log-probs, shared-prefix and
+"""The suite's model queries under model parallelism: one checkpoint, loaded resharded at TP=2 and at PP=2
+on two gloo ranks, scores and generates what it does whole (multiple-choice log-probs, shared-prefix and
 continuation scoring, greedy KV-cache generations, perplexity by the decoder's full-vocabulary log-softmax
-and by Megatron's vocab-parallel cross-entropy)."""
+and, at TP=2, by Megatron's vocab-parallel cross-entropy)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _queries(model: Any) -> dict[str, Any]:
+def _queries(model: Any, *, megatron: bool = True) -> dict[str, Any]:
     """Everything the evaluate stage asks a model, on fixed inputs."""
     tok = tiny_tokenizer()
     pad = tok.eod_id
@@ -66,6 +66,8 @@ def _queries(model: Any) -> dict[str, Any]:
     one = KVCacheDecoder(model, 1, seq.shape[1])
     logp = torch.log_softmax(one.logits(one.hidden(seq, torch.arange(seq.shape[1])[None], seq >= 0))[:, :-1], -1)
     out["decoder_seq_ppl"] = torch.exp(-logp.gather(2, seq[:, 1:, None]).mean())
+    if not megatron:  # a pipeline stage's forward needs Megatron's schedule: the decoder's only
+        return out
     mask = ~torch.ones(seq.shape[1], seq.shape[1], dtype=torch.bool).tril()[None, None]
     from qwen_hpc.compat.megatron_cpu import cpu_shims
 
@@ -75,18 +77,24 @@ def _queries(model: Any) -> dict[str, Any]:
     return out
 
 
-def _tp2_worker(rank: int, ckpt: str, out: str, port: int) -> None:
+LAYOUTS = {"tp2": (2, 1), "pp2": (1, 2)}
+
+
+def _two_rank_worker(rank: int, ckpt: str, out: str, port: int) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        with model_parallel(2, 1, seed=0):
-            model = load_model(ckpt, CFG)
-            assert model.embedding.word_embeddings.weight.shape[0] * 2 == _rows(Path(ckpt))
-            result = _queries(model)
-            if rank == 0:
-                torch.save(result, out)
+        for name, (tp, pp) in LAYOUTS.items():
+            with model_parallel(tp, pp, seed=0):
+                model = load_model(ckpt, CFG)
+                if tp == 2:
+                    assert model.embedding.word_embeddings.weight.shape[0] * 2 == _rows(Path(ckpt))
+                else:  # one layer per stage, the embedding on the first, the LM head on the last
+                    assert len(model.decoder.layers) == 1 and hasattr(model, "embedding") == (rank == 0)
+                result = _queries(model, megatron=pp == 1)
+                torch.save(result, f"{out}.{name}.rank{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -97,7 +105,7 @@ def _rows(ckpt: Path) -> int:
     return checkpoint_vocab_rows(resolve_checkpoint(ckpt))
 
 
-def test_tp2_scores_and_generates_as_tp1(tmp_path: Path) -> None:
+def test_tp2_and_pp2_score_and_generate_as_one_rank(tmp_path: Path) -> None:
     from qwen_hpc.model.builder import build_model, padded_vocab_size
     from qwen_hpc.training.checkpoint import TrainingState, save_checkpoint
 
@@ -111,16 +119,20 @@ def test_tp2_scores_and_generates_as_tp1(tmp_path: Path) -> None:
                     p.add_(0.2 * torch.randn(p.shape, generator=gen))
         save_checkpoint(ckpt, TrainingState(iteration=1), model=model, optimizer=None, scheduler=_NoSchedule())
         alone = _queries(load_model(ckpt, CFG))
-    mp.spawn(_tp2_worker, args=(str(ckpt), str(tmp_path / "tp2.pt"), _free_port()), nprocs=2, join=True)
-    split = torch.load(tmp_path / "tp2.pt")
-    for key in ("single", "prefix", "multi", "cut"):
-        assert torch.equal(split[key].argmax(-1), alone[key].argmax(-1)), key  # the same predicted choices
-        assert torch.allclose(split[key], alone[key], atol=1e-5), key
-    assert split["greedy"] == alone["greedy"]  # identical greedy generations
+    mp.spawn(_two_rank_worker, args=(str(ckpt), str(tmp_path / "out"), _free_port()), nprocs=2, join=True)
     assert all(len(g) == 16 for g in alone["greedy"])
-    assert torch.allclose(split["greedy_logprobs"], alone["greedy_logprobs"], atol=1e-4)
-    for key in ("decoder_ppl", "decoder_seq_ppl", "megatron_ppl"):
-        assert torch.isclose(split[key], alone[key], rtol=1e-5), (key, split[key], alone[key])
-    for result in (alone, split):  # the decoder's arithmetic is Megatron's, sharded or not
+    for name in LAYOUTS:
+        for rank in (0, 1):  # every rank of the model returns the same answers
+            split = torch.load(tmp_path / f"out.{name}.rank{rank}")
+            for key in ("single", "prefix", "multi", "cut"):
+                assert torch.equal(split[key].argmax(-1), alone[key].argmax(-1)), (name, key)  # same choices
+                assert torch.allclose(split[key], alone[key], atol=1e-5), (name, key)
+            assert split["greedy"] == alone["greedy"], name  # identical greedy generations
+            assert torch.allclose(split["greedy_logprobs"], alone["greedy_logprobs"], atol=1e-4), name
+            for key in ("decoder_ppl", "decoder_seq_ppl", "megatron_ppl"):
+                if key in split:
+                    assert torch.isclose(split[key], alone[key], rtol=1e-5), (name, key, split[key], alone[key])
+    tp2 = torch.load(tmp_path / "out.tp2.rank0")
+    for result in (alone, tp2):  # the decoder's arithmetic is Megatron's, sharded or not
         assert torch.isclose(result["decoder_seq_ppl"], result["megatron_ppl"], rtol=1e-5)
     assert torch.isfinite(alone["decoder_ppl"]) and alone["decoder_ppl"] > 1.0

@@ -116,15 +116,16 @@ def test_evaluate_logs_to_its_run_and_into_the_pretrain_runs_summary(small_run) 
     assert into_pretrain.summary["evaluate/perplexity"] == scores["perplexity"]
 
 
-def test_two_ranks_data_or_tensor_parallel_agree_with_one(small_run, tmp_path) -> None:
+def test_two_ranks_data_tensor_or_pipeline_parallel_agree_with_one(small_run, tmp_path) -> None:
     """2-task jobs (launcher=local) against one process on the same checkpoint. Data parallel: each rank
     runs every other batch into its own log; rank 0 gathers the same records. Tensor parallel
-    (`evaluate.tensor_model_parallel_size=2`): the two ranks hold halves of the model (the checkpoint
-    resharded on load) and give the same multiple-choice predictions, the same greedy generations and
-    the same perplexity to float rounding; only rank 0 writes."""
+    (`evaluate.tensor_model_parallel_size=2`) and pipeline parallel (`..pipeline_model_parallel_size=2`):
+    the two ranks hold halves of the model (the checkpoint resharded on load) and give the same
+    multiple-choice predictions, the same greedy generations and the same perplexity to float rounding;
+    only rank 0 writes."""
     if not (DATA_ROOT / "mmlu").is_dir():
         pytest.skip(f"benchmark datasets not found at {DATA_ROOT}")
-    one, two, tp = (_copy_run(small_run, tmp_path / name) for name in ("one", "two", "tp"))
+    one, two, tp, pp = (_copy_run(small_run, tmp_path / name) for name in ("one", "two", "tp", "pp"))
     extra = ("evaluate.limit=6", "evaluate.batch_size=2")
     run_qwen(["evaluate", *_args(small_run, one, "evaluate.tasks=[perplexity,mmlu,gsm8k]", *extra)])
 
@@ -132,20 +133,24 @@ def test_two_ranks_data_or_tensor_parallel_agree_with_one(small_run, tmp_path) -
         return [a.replace("launcher=debug", "launcher=local") for a in _args(small_run, root, *extra, *more)]
 
     run_qwen(["evaluate", *local(two, "evaluate.tasks=[mmlu,gsm8k]"), "evaluate.resources.tasks_per_node=2"])
-    run_qwen(["evaluate", *local(tp, "evaluate.tasks=[perplexity,mmlu,gsm8k]"),
-              "evaluate.resources.tasks_per_node=2", "evaluate.tensor_model_parallel_size=2"])
+    for root, key in ((tp, "tensor_model_parallel_size"), (pp, "pipeline_model_parallel_size")):
+        run_qwen(["evaluate", *local(root, "evaluate.tasks=[perplexity,mmlu,gsm8k]"),
+                  "evaluate.resources.tasks_per_node=2", f"evaluate.{key}=2"])
     for task in ("mmlu", "gsm8k"):
         assert (two / "small" / "evaluate" / f"{task}.batches.rank1.jsonl").is_file()
-        assert not list((tp / "small" / "evaluate").glob(f"{task}.batches.rank*.jsonl"))  # one TP group
+        for root in (tp, pp):  # one model replica: one log
+            assert not list((root / "small" / "evaluate").glob(f"{task}.batches.rank*.jsonl"))
         alone = read_json(one / "small" / "evaluate" / f"{task}.json")["records"]
-        for root in (two, tp):
+        for root in (two, tp, pp):
             split = read_json(root / "small" / "evaluate" / f"{task}.json")["records"]
             assert [r["id"] for r in split] == [r["id"] for r in alone]
             assert [r["output"] for r in split] == [r["output"] for r in alone], (root.parent.name, task)
     assert any(r["output"] for r in read_json(tp / "small" / "evaluate" / "gsm8k.json")["records"])
-    alone, sharded = (read_json(root / "small" / "evaluate" / "perplexity.json") for root in (one, tp))
-    assert alone["tokens"] == sharded["tokens"]
-    assert math.isclose(sharded["perplexity"], alone["perplexity"], rel_tol=1e-5), (sharded, alone)
+    alone = read_json(one / "small" / "evaluate" / "perplexity.json")
+    for root in (tp, pp):
+        sharded = read_json(root / "small" / "evaluate" / "perplexity.json")
+        assert alone["tokens"] == sharded["tokens"]
+        assert math.isclose(sharded["perplexity"], alone["perplexity"], rel_tol=1e-5), (root.parent.name, sharded, alone)
 
 
 @pytest.mark.parametrize(
@@ -154,8 +159,8 @@ def test_two_ranks_data_or_tensor_parallel_agree_with_one(small_run, tmp_path) -
         (("evaluate.tensor_model_parallel_size=3",), "evaluate.tensor_model_parallel_size=3 must divide model's"),
         (("evaluate.tensor_model_parallel_size=2", "evaluate.resources.tasks_per_node=3"),
          "world size 3 must be divisible by evaluate.tensor_model_parallel_size=2"),
-        (("evaluate.pipeline_model_parallel_size=2", "evaluate.tasks=[mmlu]", "evaluate.resources.tasks_per_node=2"),
-         "evaluate.pipeline_model_parallel_size=2: the benchmarks run with tensor parallelism only (PP=1)"),
+        (("evaluate.pipeline_model_parallel_size=3", "evaluate.resources.tasks_per_node=3"),
+         "evaluate.pipeline_model_parallel_size=3 must divide model's num_layers=2"),
     ],
 )
 def test_bad_evaluate_layout_fails_before_submission(tmp_path, overrides, message) -> None:
@@ -173,8 +178,8 @@ def test_bad_evaluate_layout_fails_before_submission(tmp_path, overrides, messag
 @pytest.mark.parametrize(("experiment", "tp", "gpus"), [("qwen_1_8b", 1, 1), ("qwen_7b", 2, 2), ("qwen_14b", 4, 4),
                                                         ("qwen_72b", 8, 32), ("math_qwen_14b", 4, 4)])
 def test_paper_experiments_evaluate_in_a_layout_that_fits(experiment, tp, gpus) -> None:
-    """The paper-size experiment files give evaluate a TP layout their model and job split into; the 72B
-    job must not inherit pretraining's PP 4 (the benchmarks run PP 1)."""
+    """The paper-size experiment files give evaluate a TP layout their model and job split into (72B: one
+    node per replica); pretraining's TP 8 x PP 4 would fit the 72B job too."""
     import dataclasses
 
     from qwen_hpc.config.compose import load
@@ -187,5 +192,26 @@ def test_paper_experiments_evaluate_in_a_layout_that_fits(experiment, tp, gpus) 
     check_training_layout(stage, cfg)
     if experiment == "qwen_72b":
         inherit = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, pipeline_model_parallel_size=None))
-        with pytest.raises(PreflightError, match=r"pretrain.train.pipeline_model_parallel_size=4 \(inherited"):
-            check_training_layout("evaluate", inherit)
+        assert inherit.evaluate.layout(cfg.pretrain.train) == (8, 4)
+        check_training_layout("evaluate", inherit)
+        odd = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, pipeline_model_parallel_size=5))
+        with pytest.raises(PreflightError, match=r"world size 32 must be divisible by evaluate.tensor_model_parallel_"
+                                                 r"size=8 × evaluate.pipeline_model_parallel_size=5"):
+            check_training_layout("evaluate", odd)
+
+
+def test_an_hf_folder_is_read_whole_so_a_sharded_layout_asks_for_import_hf(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    from qwen_hpc.config.compose import load
+    from qwen_hpc.model.config import ModelConfig
+    from qwen_hpc.model.hf_convert import qwen2_config
+    from qwen_hpc.stages.preflight import PreflightError, check_training_layout
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    qwen2_config(ModelConfig(), 1024).to_json_file(hf / "config.json")
+    _, cfg = load([f"evaluate.checkpoint={hf}", "evaluate.tasks=[mmlu]", "launcher=local",
+                   "evaluate.resources.tasks_per_node=2", "evaluate.tensor_model_parallel_size=2"])
+    with pytest.raises(PreflightError, match=r"is a Hugging Face folder, read unsharded: with evaluate.tensor_model_"
+                                             r"parallel_size=2 convert it first \(`qwen-hpc import-hf"):
+        check_training_layout("evaluate", cfg)
