@@ -1,6 +1,8 @@
 """Run a stage's independent work items (the data stage's per-shard step) where the stage runs:
 a Slurm job array (submitit `map_array`) under `launcher=slurm`, a local process pool under
 `launcher=local`, this process under `launcher=debug`. The domain code only sees a `map_fn(fn, items)`.
+`spawn_apart` runs one call in a fresh process of its own (a `parallel.SubmitFn`): the domain code only
+sees the future.
 
 The array uses the stage's own Slurm settings (partition, account, qos, time, setup ...) with one task
 and `cpus_per_task` CPUs per array element; `array_parallelism` caps how many run at once.
@@ -57,6 +59,16 @@ def process_pool_map(workers: int, *, caller_threads: int = 0) -> MapFn:
         return results
 
     return run
+
+
+def spawn_apart(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """`fn(*args)` in a freshly spawned Python process (spawn: no inherited process group, threads or
+    locks; the environment is inherited), returning its future at once. The process exits once the call
+    has returned; `fn` and `args` must be picklable."""
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)  # no further work: the submitted call still runs, then the process exits
+    return future
 
 
 class _CallerShare:

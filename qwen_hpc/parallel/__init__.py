@@ -13,7 +13,8 @@ written once (the role torchtitan's `ParallelDims` and nanochat's `compute_init`
 - `rank()`, `world_size()`, `barrier()`, `any_rank()`, `all_ranks()`: agreement across ranks that also works
   in a plain single process with no group at all;
 - `MapFn`, `sequential_map`: the map interface domain code takes for independent work items (the
-  executors that spread them over processes or a Slurm array are the launcher's, `launch/array.py`).
+  executors that spread them over processes or a Slurm array are the launcher's, `launch/array.py`);
+  `SubmitFn`, `submit_here`: the same for one call run apart (`launch.array.spawn_apart` spawns it).
 
 Reading the job environment (rank, rendezvous address, scheduler variables) to join a multi-process
 group is the launcher's job (`qwen_hpc.launch.distributed.ensure_process_group`); this package never reads
@@ -46,6 +47,8 @@ _WHERE = {
     "world_size": "groups",
     "MapFn": "maps",
     "sequential_map": "maps",
+    "SubmitFn": "maps",
+    "submit_here": "maps",
 }
 __all__ = sorted(_WHERE)
 

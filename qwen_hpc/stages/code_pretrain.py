@@ -66,6 +66,7 @@ def init_checkpoint(cfg: QwenConfig, ctx: StageContext):  # -> Path
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
     from qwen_hpc.interop.folder import write_folder_description
+    from qwen_hpc.launch.array import spawn_apart
     from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
 
@@ -76,7 +77,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)
         write_folder_description(ctx.stage_dir, model, files if files.ranks.is_file() else None)
     cache_dir = ctx.stage_dir / "index_cache"
-    prepare_index_caches(model, section.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
+    prepare_index_caches(model, section.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir,
+                         submit=spawn_apart)
     wandb_id_file = ctx.stage_dir / "wandb_run_id"
     extra = {
         "config_hash": ctx.config_hash,

@@ -29,6 +29,7 @@ def progress(stage_dir: Path) -> int | None:
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
     from qwen_hpc.interop.folder import write_folder_description
+    from qwen_hpc.launch.array import spawn_apart
     from qwen_hpc.training.index_cache import prepare_index_caches
     from qwen_hpc.training.loop import pretrain
 
@@ -41,7 +42,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     # GPTDataset's index caches: their own single-process CPU step, before distributed training starts
     cache_dir = ctx.stage_dir / "index_cache"
     prepare_index_caches(
-        cfg.model, cfg.pretrain.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir
+        cfg.model, cfg.pretrain.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir,
+        submit=spawn_apart,
     )
     wandb_id_file = ctx.stage_dir / "wandb_run_id"
     extra = {

@@ -6,30 +6,28 @@ stalls the whole allocation (Megatron-LM #907, #795; anchors §4.4). Here the ca
 distributed run by one process that has a world of its own:
 
 - a single-rank job builds them in-process;
-- a multi-rank job starts `python -m qwen_hpc.training.index_cache SPEC` on global rank 0 while every rank
-  polls (a small all-reduce every few seconds, so no collective times out however long the build takes);
-  then, if some node still cannot see the caches (node-local storage), the lowest rank of each such node
-  builds its own copy the same way. No two processes ever write the same cache directory.
+- a multi-rank job has global rank 0 build them in a process of its own, started through the `submit`
+  function the caller hands in (`parallel.SubmitFn`; the launcher's `launch.array.spawn_apart` spawns a
+  fresh Python process: this package starts none), while every rank polls (a small all-reduce every few
+  seconds, so no collective times out however long the build takes); then, if some node still cannot see
+  the caches (node-local storage), the lowest rank of each such node builds its own copy the same way. No
+  two processes ever write the same cache directory.
 
 Training then only reads them (`build_datasets` finds the marker and never writes).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import socket
-import subprocess
-import sys
-import tempfile
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
 
 from qwen_hpc.model.config import ModelConfig
-from qwen_hpc.parallel import any_rank, world_size
+from qwen_hpc.parallel import SubmitFn, any_rank, world_size
 from qwen_hpc.training.config import TrainConfig
 from qwen_hpc.training.data import Blend, build_index_caches, dataset_config, marker_path, split_sizes
 
@@ -43,33 +41,24 @@ def caches_marker(
     return marker_path(config, split_sizes(train))
 
 
-def _spec(
-    model: ModelConfig, train: TrainConfig, blend: Blend, eod_id: int, n_vocab: int, cache: Path
-) -> dict:
-    return {
-        "model": dataclasses.asdict(model),
-        "train": dataclasses.asdict(train),
-        "blend": [[str(p), float(w)] for p, w in blend],
-        "eod_id": int(eod_id),
-        "n_vocab": int(n_vocab),
-        "cache_dir": str(cache),
-    }
+def build_apart(
+    model: ModelConfig, train: TrainConfig, blend: Blend, eod_id: int, n_vocab: int, cache_dir: str
+) -> dict[str, Any]:
+    """`build_index_caches` as the call a `SubmitFn` runs in its own process (positional arguments)."""
+    summary = build_index_caches(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
+    print(f"index caches built: {summary['built_samples']} samples (train, valid, test)", flush=True)
+    return summary
 
 
-def _start_builder(spec: dict) -> subprocess.Popen:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(spec, f)
-    return subprocess.Popen([sys.executable, "-m", "qwen_hpc.training.index_cache", f.name])
-
-
-def _wait_together(proc: subprocess.Popen | None) -> None:
-    """Every rank returns once the builder process (on whichever rank runs one) has exited."""
-    while any_rank(proc is not None and proc.poll() is None):
+def _wait_together(build: Future[Any] | None) -> None:
+    """Every rank returns once the build (on whichever rank runs one) has ended; its error is raised there."""
+    while any_rank(build is not None and not build.done()):
         time.sleep(POLL_S)
-    if proc is not None and proc.returncode != 0:
-        raise RuntimeError(
-            f"building the index caches failed (exit code {proc.returncode}); see its log above"
-        )
+    if build is not None:
+        try:
+            build.result()
+        except Exception as exc:
+            raise RuntimeError(f"building the index caches failed: {exc}; see its log above") from exc
 
 
 def prepare_index_caches(
@@ -80,8 +69,12 @@ def prepare_index_caches(
     eod_id: int,
     n_vocab: int,
     cache_dir: str | Path,
+    submit: SubmitFn | None = None,
 ) -> dict[str, Any]:
-    """Collective: on return every rank can read the caches of this configuration. Returns what was done."""
+    """Collective: on return every rank can read the caches of this configuration. Returns what was done.
+
+    `submit` runs a build in a process of its own (`launch.array.spawn_apart`); needed with more than one
+    rank, where the building rank must keep answering the others' polls."""
     cache_dir = Path(cache_dir)
     marker = caches_marker(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
     world = world_size()
@@ -90,7 +83,10 @@ def prepare_index_caches(
             return {"built": "none", "marker": str(marker)}
         build_index_caches(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
         return {"built": "in-process", "marker": str(marker)}
-    spec = _spec(model, train, blend, eod_id, n_vocab, cache_dir)
+    if submit is None:
+        raise ValueError(f"prepare_index_caches on {world} ranks needs `submit`, which runs the build in a process "
+                         "of its own (qwen_hpc.launch.array.spawn_apart)")
+    args = (model, train, list(blend), int(eod_id), int(n_vocab), str(cache_dir))
     rank, host = dist.get_rank(), socket.gethostname()
     done = []
     for attempt in ("rank 0", "per node"):
@@ -104,25 +100,7 @@ def prepare_index_caches(
         else:  # ranks that still miss them are on nodes that do not share rank 0's filesystem
             builders = {min(r for r in missing if views[r][0] == h) for h in {views[r][0] for r in missing}}
         done.append(f"{attempt}: ranks {sorted(builders)}")
-        _wait_together(_start_builder(spec) if rank in builders else None)
+        _wait_together(submit(build_apart, *args) if rank in builders else None)
     if not any_rank(not marker.is_file()):
         return {"built": "; ".join(done) or "none", "marker": str(marker)}
     raise RuntimeError(f"index caches {marker} are still missing on some rank after building them")
-
-
-def main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    Path(spec_path).unlink(missing_ok=True)
-    summary = build_index_caches(
-        ModelConfig(**spec["model"]),
-        TrainConfig(**spec["train"]),
-        [(p, w) for p, w in spec["blend"]],
-        eod_id=spec["eod_id"],
-        n_vocab=spec["n_vocab"],
-        cache_dir=spec["cache_dir"],
-    )
-    print(f"index caches built: {summary['built_samples']} samples (train, valid, test)", flush=True)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

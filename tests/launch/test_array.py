@@ -52,3 +52,27 @@ def test_one_worker_or_one_item_runs_in_this_process(tmp_path) -> None:
         (4, os.getpid()),
     ]
     assert process_pool_map(4)(run_once, [(tmp_path, 3)]) == [(9, os.getpid())]
+
+
+def pid_and_world(n: int) -> tuple[int, int, bool]:
+    import torch.distributed as dist
+
+    return n + 1, os.getpid(), dist.is_initialized()
+
+
+def test_spawn_apart_runs_one_call_in_a_fresh_process_and_hands_back_its_future() -> None:
+    from qwen_hpc.launch.array import spawn_apart
+
+    future = spawn_apart(pid_and_world, 41)
+    value, pid, joined = future.result(timeout=120)
+    assert (value, joined) == (42, False) and pid != os.getpid()
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        spawn_apart(fail_on_three, 3).result(timeout=120)
+
+
+def test_submit_here_is_the_in_process_counterpart() -> None:
+    from qwen_hpc.parallel import submit_here
+
+    assert submit_here(pid_and_world, 1).result()[:2] == (2, os.getpid())
+    failed = submit_here(fail_on_three, 3)
+    assert failed.done() and isinstance(failed.exception(), ValueError)

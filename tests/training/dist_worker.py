@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from qwen_hpc.launch.array import spawn_apart
 from qwen_hpc.launch.distributed import destroy_process_group, ensure_process_group
 from qwen_hpc.training.index_cache import prepare_index_caches
 from qwen_hpc.training.loop import pretrain
@@ -34,7 +35,8 @@ def main(spec: dict) -> None:
     cache_dir = Path(spec["cache_dir"])
     if spec.get("prepare_caches"):  # the pretrain stage's own step: build them before training starts
         done = prepare_index_caches(
-            tiny_model(), train_cfg(**spec["train"]), blend, eod_id=EOD, n_vocab=N_VOCAB, cache_dir=cache_dir
+            tiny_model(), train_cfg(**spec["train"]), blend, eod_id=EOD, n_vocab=N_VOCAB, cache_dir=cache_dir,
+            submit=spawn_apart,
         )
         if torch.distributed.get_rank() == 0:
             Path(spec["out_json"] + ".caches").write_text(json.dumps(done))
