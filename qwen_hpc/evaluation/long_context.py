@@ -6,21 +6,31 @@ length is exp(mean loss over all its predicted tokens) — the whole window, as 
 sees it, so a setting that breaks past the training length shows up at every longer length. One forward per
 batch of documents runs through the KV-cache decoder (the prefill path: alpha fixed from the whole length),
 with the LM head applied in slices so 32k-token windows never hold [T, vocab] logits at once.
+
+`perplexity_vs_length` is the whole evaluation as the `long_context` stage runs it: held-out documents ->
+every (setting, length) cell, resumable through a JSONL file of finished cells -> a `PerplexityTable`,
+which renders the stage's outputs (`summary`, `markdown`, `metrics`, `wandb_table`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from qwen_hpc.inference.decoder import KVCacheDecoder
+from qwen_hpc.model.config import ModelConfig
 from qwen_hpc.model.long_context import LongContextConfig, setting_config
+from qwen_hpc.utils.io import append_jsonl, read_jsonl
+
+log = logging.getLogger(__name__)
 
 
 def held_out_documents(
@@ -211,3 +221,107 @@ def table_summary(table: dict[str, dict[int, float]], lengths: Sequence[int], tr
             if train_length in row
         },
     }
+
+
+@dataclass
+class PerplexityTable:
+    """The Table-3 evaluation of one model: its cells as far as they got (`finished` when all are in)."""
+
+    train_length: int
+    lengths: list[int]
+    settings: list[str]
+    documents: int
+    layer_windows: list[int]
+    cells: dict[tuple[str, int], Cell]
+    finished: bool
+
+    @property
+    def table(self) -> dict[str, dict[int, float]]:
+        return perplexity_table(self.cells, self.settings, self.lengths)
+
+    def summary(self) -> dict[str, Any]:
+        """What `perplexity.json` holds (the caller adds where the model came from)."""
+        return {
+            "train_length": self.train_length,
+            "lengths": self.lengths,
+            "settings": list(self.settings),
+            **table_summary(self.table, self.lengths, self.train_length),
+            "documents": self.documents,
+            "tokens_per_length": {str(n): self.cells[(self.settings[0], n)]["tokens"] for n in self.lengths},
+            "layer_windows": self.layer_windows,
+        }
+
+    def markdown(self) -> str:
+        return table_markdown(self.table, self.lengths, self.train_length)
+
+    def metrics(self) -> dict[str, float]:
+        """`ppl/<setting>/<length>`, rounded as the run's summary shows them."""
+        return {f"ppl/{s}/{n}": round(row[n], 4) for s, row in self.table.items() for n in self.lengths}
+
+    def wandb_table(self) -> tuple[list[str], list[list[Any]]]:
+        """(columns, rows) of the W&B table: one row per setting."""
+        rows = [[s, *row.values()] for s, row in self.table.items()]
+        return ["setting", *[str(n) for n in self.lengths]], rows
+
+
+def read_cells(path: Path) -> dict[tuple[str, int], Cell]:
+    """The cells a previous (preempted) run finished, by (setting, length)."""
+    return {(r["setting"], int(r["length"])): r for r in read_jsonl(path)}
+
+
+def _long_enough_documents(
+    prefixes: Sequence[str | Path], split: str, held_out: str, min_tokens: int, limit: int
+) -> list[np.ndarray]:
+    documents = held_out_documents(prefixes, split, held_out, min_tokens, limit)
+    if not documents:
+        raise ValueError(
+            f"no held-out ({held_out}) document of the tokens stage has >= {min_tokens} tokens; "
+            "lower long_context.lengths or give a corpus with longer documents"
+        )
+    if len(documents) < limit:
+        log.warning("only %d held-out documents reach %d tokens", len(documents), min_tokens)
+    return documents
+
+
+def perplexity_vs_length(
+    model: object,
+    model_cfg: ModelConfig,
+    prefixes: Sequence[str | Path],
+    *,
+    split: str,
+    held_out: str,
+    multiples: Sequence[float],
+    settings: Sequence[str],
+    num_documents: int,
+    vocab_size: int,
+    cells_path: Path,
+    should_stop: Callable[[], bool] = lambda: False,
+    batch_size: int = 1,
+    attention_chunk: int = 1024,
+    source: str = "",
+) -> PerplexityTable:
+    """Score `model` (built from `model_cfg`) at `multiples` of its training length on up to `num_documents`
+    held-out documents of the indexed datasets `prefixes` (`held_out` part of `split`), under each setting.
+    Cells already in `cells_path` are kept; each new one is appended as soon as it is scored. Call inside
+    `single_process_megatron()`; `source` only names the model in the log."""
+    train_length = model_cfg.seq_length
+    lengths = context_lengths(multiples, train_length)
+    documents = _long_enough_documents(prefixes, split, held_out, max(lengths) + 1, num_documents)
+    windows = model_cfg.long_context
+    widest = setting_config("dynamic_ntk+logn+window", windows)
+    layer_windows = widest.windows(model_cfg.num_layers, train_length)
+    log.info("scoring %s (train length %d) on %d documents at %s; windows per layer %s", source, train_length,
+             len(documents), lengths, layer_windows)
+
+    def record(cell: Cell) -> None:
+        append_jsonl(cells_path, cell)
+        perplexity = LengthScore(cell["nll_sum"], cell["tokens"]).perplexity
+        log.info("%-26s length %6d: perplexity %.3f", cell["setting"], cell["length"], perplexity)
+
+    done = read_cells(cells_path)
+    finished = score_cells(model, documents, lengths, settings, windows, train_length=train_length,
+                           vocab_size=vocab_size, done=done, record=record, should_stop=should_stop,
+                           batch_size=batch_size, attention_chunk=attention_chunk)
+    return PerplexityTable(
+        train_length, lengths, list(settings), len(documents), layer_windows, cells=done, finished=finished
+    )

@@ -84,8 +84,8 @@ def prepare_index_caches(
         build_index_caches(model, train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir)
         return {"built": "in-process", "marker": str(marker)}
     if submit is None:
-        raise ValueError(f"prepare_index_caches on {world} ranks needs `submit`, which runs the build in a process "
-                         "of its own (qwen_hpc.launch.array.spawn_apart)")
+        raise ValueError(f"prepare_index_caches on {world} ranks needs `submit`, which runs the build in a "
+                         "process of its own (qwen_hpc.launch.array.spawn_apart)")
     args = (model, train, list(blend), int(eod_id), int(n_vocab), str(cache_dir))
     rank, host = dist.get_rank(), socket.gethostname()
     done = []
