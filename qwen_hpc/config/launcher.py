@@ -10,7 +10,10 @@ LAUNCHER_KINDS = ("local", "slurm", "debug")
 @dataclass
 class LauncherConfig:
     """`local`: submitit's local executor (a child process per task); `debug`: in this process;
-    `slurm`: submitit's Slurm executor. Slurm fields are ignored by the other two."""
+    `slurm`: submitit's Slurm executor. Slurm fields are ignored by the other two.
+
+    The defaults are the default launcher's, `config/launcher/local.yaml` (tests/config/test_defaults.py
+    keeps the two equal); `slurm.yaml` states every field of its own."""
 
     kind: str = "local"
     partition: str | None = None
@@ -21,9 +24,9 @@ class LauncherConfig:
     gpus_per_node: int = 0
     cpus_per_task: int = 1
     mem_gb: float | None = None
-    timeout_min: int = 60
-    # seconds before the time limit at which Slurm sends USR2 (submitit's --signal=USR2@N)
-    signal_delay_s: int = 90
+    timeout_min: int = 600
+    # seconds before the time limit at which the scheduler sends USR2 (submitit's --signal=USR2@N)
+    signal_delay_s: int = 30
     # how many restarts in a row without progress (pretrain: same checkpoint iteration) a job may make before
     # it fails for good; restarts that advanced are not counted (a long run may be requeued without limit)
     max_requeues: int = 3

@@ -46,7 +46,9 @@ class ModelConfig:
     reference_vocab_size: int = runtime(151851)
     # Inference past seq_length (Qwen §2.5): dynamic NTK, LogN, layer-wise windows. Never used in training,
     # so hashed only by the stages that list `model.long_context` (long_context, export_hf), not by pretrain.
-    long_context: LongContextConfig = scoped(default_factory=LongContextConfig)
+    # The default is the tiny model's (config/model/tiny.yaml): two layers, the window doubling every layer;
+    # `LongContextConfig`'s own default (4 layers per step) is the shape for Qwen-size models and HF imports.
+    long_context: LongContextConfig = scoped(default_factory=lambda: LongContextConfig(window_layers_per_step=1))
 
     def __post_init__(self) -> None:
         if isinstance(self.long_context, dict):  # read back from model_config.json
