@@ -89,6 +89,9 @@ def prepare_stage_dir(stage: str, cfg: QwenConfig, expected_lineage: str) -> Non
 def run_stage(
     stage: str, plain: dict[str, Any], *, should_stop: Callable[[], bool] = lambda: False
 ) -> StageResult:
+    # Over 60 lines on purpose: the whole stage contract in the order it happens (up to date? -> ranks ->
+    # started marker -> tracker and context -> the stage -> _SUCCESS.json -> pretrain's W&B summary), so
+    # it is read in one place.
     cfg = typed_config(plain)
     module = get_stage(stage)
     sdir = stage_dir(cfg, stage)
