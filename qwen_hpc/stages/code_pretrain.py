@@ -21,7 +21,7 @@ from qwen_hpc.stages.base import StageContext, StageResult
 NAME = "code_pretrain"
 DESCRIPTION = "Code-Qwen: continued pretraining of the base model on code (pretrain's loop, own section)"
 CONFIG_KEYS = ("model", "code_pretrain")
-UPSTREAM = ("tokens", "pretrain")
+UPSTREAM = ("tokenizer", "tokens", "pretrain")  # tokenizer: copied into the folder, which then describes itself
 DISTRIBUTED = True
 
 

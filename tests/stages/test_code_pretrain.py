@@ -55,7 +55,7 @@ def test_code_pretrain_continues_from_the_base_weights(small_run) -> None:
     assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000006"
     # the blend is the code source only; index caches of the 256-token windows live in this stage's folder
     assert any((out / "index_cache").rglob("*.npy"))
-    assert marker["inputs"].keys() == {"tokens", "pretrain"}
+    assert marker["inputs"].keys() == {"tokenizer", "tokens", "pretrain"}
 
 
 @pytest.mark.parametrize("experiment", ["code_qwen_7b", "code_qwen_14b"])
