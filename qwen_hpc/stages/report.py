@@ -21,8 +21,8 @@ TRAINING = ("pretrain", "sft", "code_pretrain", "code_sft", "math_sft", "reward_
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
     from qwen_hpc.report.html import render
-    from qwen_hpc.report.plots import loss_curve_png, training_curves_png
-    from qwen_hpc.utils.io import read_json, write_bytes, write_text
+    from qwen_hpc.report.plots import loss_curve_png
+    from qwen_hpc.utils.io import write_bytes, write_text
 
     rows = []
     present = [s for s in OPTIONAL_UPSTREAM if (ctx.stage_path(s) / outputs.MARKER).is_file()]
@@ -36,7 +36,21 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         train, val, smoothing=cfg.report.smoothing, title=f"{cfg.run.name}: pretraining loss"
     )
     write_bytes(ctx.stage_dir / "loss.png", png)
-    plots = {"pretraining loss": png}
+    plots = {"pretraining loss": png, **_plots(cfg, ctx, present)}
+    page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots, _tables(ctx, present))
+    write_text(ctx.stage_dir / "index.html", page)
+    ctx.tracker.log_html("report", page)  # the same page in the report's W&B run (group = experiment)
+    metrics = {"train_points": len(train), "val_points": len(val)}
+    return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})
+
+
+def _plots(cfg: QwenConfig, ctx: StageContext, present: list[str]) -> dict[str, bytes]:
+    """Title -> PNG of every panel after the pretraining loss: SFT loss, each training stage's curves, and
+    the plots the tokenizer, long_context and data stages wrote."""
+    from qwen_hpc import outputs
+    from qwen_hpc.report.plots import loss_curve_png, training_curves_png
+
+    plots = {}
     sft_records = outputs.read_metrics(ctx.stage_path("sft"))
     sft_train, sft_val = _latest_per_step(sft_records, "loss"), _latest_per_step(sft_records, "val_loss")
     if sft_train:
@@ -60,6 +74,13 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     funnel_png = ctx.stage_path("data") / "funnel.png"  # written by the data stage
     if funnel_png.is_file():
         plots["data curation funnel (documents remaining after each step)"] = funnel_png.read_bytes()
+    return plots
+
+
+def _tables(ctx: StageContext, present: list[str]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Title -> (columns, rows): the benchmark results next to the paper's, and the agents' table."""
+    from qwen_hpc.utils.io import read_json
+
     tables = {}
     results = ctx.stage_path("evaluate") / "results.json"  # written by the evaluate stage
     if results.is_file() and read_json(results).get("paper", {}).get("rows"):
@@ -78,11 +99,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         table = markdown_table(agents.read_text())
         if table:
             tables["agents: tool use, code interpreter, HF Agent (Qwen §3.4, Tables 6-9)"] = table
-    page = render(cfg.report.title + f" — {cfg.run.name}", rows, plots, tables)
-    write_text(ctx.stage_dir / "index.html", page)
-    ctx.tracker.log_html("report", page)  # the same page in the report's W&B run (group = experiment)
-    metrics = {"train_points": len(train), "val_points": len(val)}
-    return StageResult("completed", metrics=metrics, outputs={"html": str(ctx.stage_dir / "index.html")})
+    return tables
 
 
 def markdown_table(text: str) -> tuple[list[str], list[list[str]]] | None:
