@@ -52,7 +52,7 @@ DECIDES = [
     ("model.long_context.use_dynamic_ntk=true", {"long_context", "report", "export_hf"}),
     ("evaluate.eval_iters=3", {"evaluate", "report"}),
     ("code_sft.train.train_iters=5", {"code_sft", "report"}),
-    ("reward_model.lr=1e-4", {"reward_model", "ppo", "report"}),
+    ("reward_model.lr=3e-4", {"reward_model", "ppo", "report"}),
 ]
 
 
