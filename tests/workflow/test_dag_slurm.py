@@ -29,6 +29,7 @@ SMALL = " ".join([
     "sft.train.train_iters=10",
     "sft.train.eval_interval=5",
     "sft.train.save_interval=5",
+    "sft.optimizer.warmup_iters=2",
     "sft.embedded.train_conversations=200",
     "sft.heldout_eval=4",
     "reward_model_pmp.synthetic.train_pairs=160",
