@@ -104,6 +104,26 @@ def _heldout_eval(cfg: QwenConfig, ctx: StageContext, init: InitialModel, data: 
     return {f"heldout/{k}": v for k, v in scores.items()}
 
 
+def _metrics(sft: Any, init: InitialModel, data: Any, result: Any) -> dict[str, Any]:
+    """The run's metrics: where it started, what the data stage of SFT kept, then the training's own."""
+    metrics: dict[str, Any] = {
+        "iteration": result.iteration,
+        "first_loss": result.first_loss,
+        "last_loss": result.last_loss,
+        "resumed_from": result.resumed_from,
+        "init_checkpoint": str(init.checkpoint),
+        "masking": sft.masking,
+        "sequences": sft.sequences,
+        "train_conversations": len(data.train),
+        "malformed_records": len(data.malformed),
+        "truncated": data.stats["train"]["truncated"],
+        "dropped_overlong": data.stats["train"]["dropped_overlong"],
+        **{f"data/{k}": v for k, v in data.stats.get("train_samples", {}).items()},
+    }
+    metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
+    return metrics
+
+
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc.alignment.dataset import build_sft_data
     from qwen_hpc.alignment.sequences import SFTDataset
@@ -153,21 +173,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     )
     if result.status == "failed":
         raise RuntimeError(f"SFT failed at iteration {result.iteration}: {result.metrics}")
-    metrics: dict[str, Any] = {
-        "iteration": result.iteration,
-        "first_loss": result.first_loss,
-        "last_loss": result.last_loss,
-        "resumed_from": result.resumed_from,
-        "init_checkpoint": str(init.checkpoint),
-        "masking": sft.masking,
-        "sequences": sft.sequences,
-        "train_conversations": len(data.train),
-        "malformed_records": len(data.malformed),
-        "truncated": data.stats["train"]["truncated"],
-        "dropped_overlong": data.stats["train"]["dropped_overlong"],
-        **{f"data/{k}": v for k, v in data.stats.get("train_samples", {}).items()},
-    }
-    metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
+    metrics = _metrics(sft, init, data, result)
     if result.status == "completed" and data.heldout and sft.heldout_eval > 0:
         metrics.update(_heldout_eval(cfg, ctx, init, data, str(result.checkpoint)))
         ctx.tracker.log({k: v for k, v in metrics.items() if k.startswith("heldout/")})
