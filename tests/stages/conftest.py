@@ -9,6 +9,21 @@ import pytest
 
 from tests.conftest import run_qwen
 
+# the Code-Qwen / Math-Qwen branches: a few steps each (tiny.yaml sets their shapes); also used by the Slurm DAG test
+BRANCH_STEPS = [
+    "code_pretrain.train.train_iters=6",
+    "code_pretrain.train.eval_interval=3",
+    "code_pretrain.train.save_interval=3",
+    "code_sft.train.train_iters=4",
+    "code_sft.train.eval_interval=2",
+    "code_sft.embedded.train_conversations=100",
+    "code_sft.heldout_eval=2",
+    "math_sft.train.train_iters=4",
+    "math_sft.train.eval_interval=2",
+    "math_sft.sources.0.max_conversations=100",
+    "math_evaluate.limit=2",
+]
+
 # Small enough for a few seconds per stage on 2 cores, big enough to show learning.
 SMALL = [
     "data.embedded_max_docs_per_source=300",
@@ -38,18 +53,7 @@ SMALL = [
     "reward_model.synthetic.train_pairs=160",
     "reward_model.synthetic.heldout_pairs=100",
     "reward_model.hh_eval_limit=16",
-    # the Code-Qwen / Math-Qwen branches: a few steps each (tiny.yaml sets their shapes)
-    "code_pretrain.train.train_iters=6",
-    "code_pretrain.train.eval_interval=3",
-    "code_pretrain.train.save_interval=3",
-    "code_sft.train.train_iters=4",
-    "code_sft.train.eval_interval=2",
-    "code_sft.embedded.train_conversations=100",
-    "code_sft.heldout_eval=2",
-    "math_sft.train.train_iters=4",
-    "math_sft.train.eval_interval=2",
-    "math_sft.sources.0.max_conversations=100",
-    "math_evaluate.limit=2",
+    *BRANCH_STEPS,
 ]
 ORDER = ("data", "tokenizer", "tokens", "pretrain", "evaluate", "long_context", "sft", "report", "reward_model_pmp",
          "reward_model")

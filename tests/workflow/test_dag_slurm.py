@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qwen_hpc.utils.io import read_json
+from tests.stages.conftest import BRANCH_STEPS
 from tests.workflow.helpers import MATH_STAGES, RECIPE_STAGES, STAGES, describe, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -41,17 +42,7 @@ SMALL = " ".join([
     "ppo.value_warmup_steps=2",
     "ppo.heldout_prompts=8",
     "agent_eval.tool_cases=2",
-    "code_pretrain.train.train_iters=4",
-    "code_pretrain.train.eval_interval=2",
-    "code_pretrain.train.save_interval=2",
-    "code_sft.train.train_iters=4",
-    "code_sft.train.eval_interval=2",
-    "code_sft.embedded.train_conversations=100",
-    "code_sft.heldout_eval=2",
-    "math_sft.train.train_iters=4",
-    "math_sft.train.eval_interval=2",
-    "math_sft.sources.0.max_conversations=100",
-    "math_evaluate.limit=2",
+    *BRANCH_STEPS,
 ])
 
 
