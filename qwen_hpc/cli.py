@@ -165,7 +165,14 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
     for stage in stages:
         errors += [f"{stage}: {p}" for p in config_problems(stage, cfg)]
         missing += [f"{stage}: {p}" for p in input_problems(stage, cfg)]
-        for up in get_stage(stage).UPSTREAM:
+        module = get_stage(stage)
+        custom = getattr(module, "input_lineages", None)  # e.g. evaluate of an explicit model folder
+        try:
+            reads = [n for n in custom(cfg) if n in STAGE_NAMES] if custom is not None else module.UPSTREAM
+        except FileNotFoundError as exc:  # the folder the config names is not there
+            missing.append(f"{stage}: {exc}")
+            reads = []
+        for up in reads:
             if up not in stages and not (stage_dir(cfg, up) / MARKER).exists():
                 missing.append(f"{stage}: needs {up} first: no {stage_dir(cfg, up) / MARKER}")
     for line in errors + missing:

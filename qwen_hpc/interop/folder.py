@@ -104,6 +104,23 @@ def write_folder_description(
             write_bytes(root / TOKENIZER / SPECIAL_TOKENS_FILE, tokenizer.special_tokens.read_bytes())
 
 
+def model_fingerprint(path: str | Path) -> str:
+    """What identifies a model folder given by path: a folder the project wrote (model_config.json) by its
+    `fingerprint`; a Hugging Face folder by its config.json and the name, size and time of its other files."""
+    from qwen_hpc.utils.hashing import hash_obj
+
+    path = Path(path)
+    if not (path / MODEL_CONFIG).is_file() and (path / "config.json").is_file():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name != "config.json")
+        return hash_obj(
+            {
+                "config": (path / "config.json").read_text(),
+                "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files],
+            }
+        )
+    return fingerprint(path)
+
+
 def fingerprint(path: str | Path) -> str:
     """What identifies the checkpoint `path` names right now: which checkpoint, when it was written, and
     the folder's description. A new `latest` or a rewritten model_config.json changes it."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_hpc.config.schema import QwenConfig
-from qwen_hpc.stages.base import StageContext, StageResult, data_root
+from qwen_hpc.stages.base import StageContext, StageResult, data_root, marker_lineages
 
 NAME = "evaluate"
 DESCRIPTION = "validation perplexity + the benchmark suite (MMLU, C-Eval, CMMLU, GSM8K, MATH, HumanEval, MBPP, BBH)"
@@ -65,6 +65,18 @@ def benchmark_tasks(cfg: QwenConfig, max_length: int | None = None) -> tuple[lis
         else:
             kept.append(task)
     return kept, skipped
+
+
+def input_lineages(cfg: QwenConfig) -> dict[str, str | None]:
+    """This run's tokenizer, tokens and pretrain markers by default. An HF or import_hf folder given as
+    `evaluate.checkpoint` stands for itself: it carries its own tokenizer, and perplexity (the only reader of
+    the tokens stage) is skipped for it, so a fresh run folder can evaluate a downloaded model."""
+    path = Path(cfg.evaluate.checkpoint) if cfg.evaluate.checkpoint else None
+    if path is None or not _external(path):
+        return marker_lineages(UPSTREAM, cfg)
+    from qwen_hpc.interop.folder import model_fingerprint
+
+    return {"checkpoint": model_fingerprint(path)}
 
 
 def _external(path: Path) -> bool:

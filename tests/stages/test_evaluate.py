@@ -98,6 +98,15 @@ def test_evaluate_checkpoint_on_an_imported_model(small_run, tmp_path) -> None:
     for task, records in first.items():
         again = read_json(own / f"{task}.json")["records"]
         assert [r["output"] for r in again] == [r["output"] for r in records]
+    # the same folder from a fresh run folder where no stage ran: it carries its model and tokenizer
+    fresh = tmp_path / "fresh"
+    alone = [a for a in args if not a.startswith("run.root=")]
+    run_qwen(["evaluate", f"run.root={fresh}", *alone, f"evaluate.checkpoint={imported}"])
+    out = fresh / "small" / "evaluate"
+    assert read_json(out / "_SUCCESS.json")["inputs"].keys() == {"checkpoint"}
+    assert not (fresh / "small" / "pretrain").exists()
+    for task, records in first.items():
+        assert [r["output"] for r in read_json(out / f"{task}.json")["records"]] == [r["output"] for r in records]
 
 
 def test_evaluate_logs_to_its_run_and_into_the_pretrain_runs_summary(small_run) -> None:
