@@ -177,6 +177,12 @@ def make_experience(
     generator_cls: Any,
     sampling_cls: Any,
 ) -> Experience:
+    """One PPO batch of experience: sample replies, score them (rule or reward model, at the closing
+    `<|im_end|>`), reference and old log-probs, values, KL-penalised rewards and GAE advantages.
+
+    Kept as one function on purpose: the phases hand each other aligned per-token tensors (one row per
+    reply, the same response mask), and each phase is timed into the step's metrics; split up, every piece
+    would take and return the whole batch state."""
     n_each = cfg.samples_per_prompt
     t0 = time.perf_counter()
     prompt_ids = [chatml_ids(tokenizer, list(p.messages), system=cfg.system) for p in prompts]
