@@ -6,6 +6,7 @@ Paper: AdamW (0.9, 0.95, 1e-8), LR 1e-5 (7B) / 2e-6 (14B), warmup over 3 % of th
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.base import StageContext, StageResult
@@ -28,8 +29,22 @@ def branch_config(cfg: QwenConfig, ctx: StageContext, section: str, start_from: 
     init = branch.init_checkpoint or str(outputs.checkpoints_dir(ctx.stage_path(start_from)))
     fields = {f.name: getattr(branch, f.name) for f in dataclasses.fields(type(cfg.sft))}
     sft = dataclasses.replace(cfg.sft, **{**fields, "init_checkpoint": init})
-    model = cfg.model if branch.seq_length is None else dataclasses.replace(cfg.model, seq_length=branch.seq_length)
+    seq_length = branch.seq_length
+    if seq_length is None and not branch.init_checkpoint:  # the context the start model was trained at
+        seq_length = _described_seq_length(ctx.stage_path(start_from))
+    model = cfg.model if seq_length is None else dataclasses.replace(cfg.model, seq_length=seq_length)
     return dataclasses.replace(cfg, sft=sft, model=model)
+
+
+def _described_seq_length(folder: Path) -> int | None:
+    """The sequence length in the start stage's own description (code_pretrain extends the context: Code-Qwen-
+    Chat is fine-tuned at that length, not the base model's); None for a folder without one."""
+    from qwen_hpc.interop.folder import open_checkpoint_folder
+
+    try:
+        return open_checkpoint_folder(folder).model_config().seq_length
+    except FileNotFoundError:
+        return None
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
