@@ -111,3 +111,14 @@ def data_root() -> Path:
     if not DATA_ROOT.is_dir() or not any(DATA_ROOT.iterdir()):
         pytest.skip(f"shared datasets not found at {DATA_ROOT} (missing or empty; set QWEN_HPC_DATA_ROOT)")
     return DATA_ROOT
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_process_groups():
+    """Free what a test module built once it is done. A Megatron model holds its process groups, and a freed
+    model is only collected by the cycle collector; until then each of its gloo groups keeps threads polling.
+    Left to accumulate over the suite they took more than one of CI's two cores, slowing every later test."""
+    yield
+    import gc
+
+    gc.collect()

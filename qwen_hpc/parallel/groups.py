@@ -4,6 +4,7 @@ whoever created them; and the rank/agreement helpers that also work with no grou
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +61,9 @@ def world_of_one() -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
+        # the groups' gloo threads stop only when the groups are freed, and models built in here hold them in
+        # reference cycles: collect now, so a long-lived process does not keep them polling
+        gc.collect()
 
 
 @contextlib.contextmanager
