@@ -155,7 +155,7 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
     Impossible settings (layout, launcher/Slurm) fail; missing inputs (source files, vocabularies, an
     upstream stage's output not produced by a stage validated with it) fail too, unless `--no-inputs`,
     which reports them and passes."""
-    from qwen_hpc.stages.base import MARKER, stage_dir
+    from qwen_hpc.stages.base import MARKER, stage_dir, upstream_lineages
     from qwen_hpc.stages.preflight import config_problems, input_problems
     from qwen_hpc.stages.registry import get_stage
 
@@ -165,15 +165,13 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
     for stage in stages:
         errors += [f"{stage}: {p}" for p in config_problems(stage, cfg)]
         missing += [f"{stage}: {p}" for p in input_problems(stage, cfg)]
-        module = get_stage(stage)
-        custom = getattr(module, "input_lineages", None)  # e.g. evaluate of an explicit model folder
-        try:
-            reads = [n for n in custom(cfg) if n in STAGE_NAMES] if custom is not None else module.UPSTREAM
+        try:  # what the stage will read, as the runner checks it (evaluate of a model folder reads no stage)
+            inputs = upstream_lineages(get_stage(stage), cfg)
         except FileNotFoundError as exc:  # the folder the config names is not there
             missing.append(f"{stage}: {exc}")
-            reads = []
-        for up in reads:
-            if up not in stages and not (stage_dir(cfg, up) / MARKER).exists():
+            inputs = {}
+        for up, lineage in inputs.items():
+            if up in STAGE_NAMES and up not in stages and lineage is None:
                 missing.append(f"{stage}: needs {up} first: no {stage_dir(cfg, up) / MARKER}")
     for line in errors + missing:
         print(f"qwen-hpc: {line}", file=sys.stderr)
