@@ -64,56 +64,13 @@ def init_checkpoint(cfg: QwenConfig, ctx: StageContext):  # -> Path
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc import outputs
-    from qwen_hpc.interop.folder import write_folder_description
-    from qwen_hpc.launch.array import spawn_apart
-    from qwen_hpc.training.index_cache import prepare_index_caches
-    from qwen_hpc.training.loop import pretrain
+    from qwen_hpc.stages.pretraining import train_stage
 
     section, model = cfg.code_pretrain, branch_model(cfg)
-    blend, eod_id, n_vocab = branch_blend(cfg, ctx)
     start = init_checkpoint(cfg, ctx)
-    if ctx.rank == 0:  # the stage folder describes itself (its longer context included), as pretrain's does
-        files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)
-        write_folder_description(ctx.stage_dir, model, files if files.ranks.is_file() else None)
-    cache_dir = ctx.stage_dir / "index_cache"
-    prepare_index_caches(model, section.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir,
-                         submit=spawn_apart)
-    wandb_id_file = ctx.stage_dir / "wandb_run_id"
-    extra = {
-        "config_hash": ctx.config_hash,
-        "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
-    }
-    result = pretrain(
-        model,
-        section.train,
-        section.optimizer,
-        blend,
-        eod_id=eod_id,
-        n_vocab=n_vocab,
-        out_dir=ctx.stage_dir,
-        tracker=ctx.tracker,
-        should_stop=ctx.should_stop,
-        extra_state=extra,
-        index_cache_dir=cache_dir,
-        init_checkpoint=start,
-    )
-    if result.status == "failed":
-        raise RuntimeError(f"code pretraining failed at iteration {result.iteration}: {result.metrics}")
-    metrics = {
-        "iteration": result.iteration,
-        "consumed_samples": result.consumed_samples,
-        "first_loss": result.first_loss,
-        "last_loss": result.last_loss,
-        "resumed_from": result.resumed_from,
-        "init_checkpoint": str(start),
-        "seq_length": model.seq_length,
-        "rotary_base": model.rotary_base,
-        "world_size": ctx.world_size,
-    }
-    metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
-    recorded = {"checkpoints": str(outputs.checkpoints_dir(ctx.stage_dir)), "checkpoint": str(result.checkpoint)}
-    return StageResult(result.status, metrics=metrics, outputs=recorded)
+    return train_stage(cfg, ctx, model, section.train, section.optimizer, branch_blend(cfg, ctx), start,
+                       {"init_checkpoint": str(start), "seq_length": model.seq_length,
+                        "rotary_base": model.rotary_base})
 
 
 def progress(stage_dir):  # noqa: ANN001, ANN201 - the pretrain stage's measure (latest checkpoint iteration)

@@ -28,58 +28,14 @@ def progress(stage_dir: Path) -> int | None:
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     from qwen_hpc import outputs
-    from qwen_hpc.interop.folder import write_folder_description
-    from qwen_hpc.launch.array import spawn_apart
-    from qwen_hpc.training.index_cache import prepare_index_caches
-    from qwen_hpc.training.loop import pretrain
+    from qwen_hpc.stages.pretraining import train_stage
 
     tokens = outputs.read_blend(ctx.stage_path("tokens"))
-    blend, eod_id, n_vocab = tokens.pairs, tokens.eod_id, tokens.n_vocab
-    init = _init_checkpoint(cfg)
-    if ctx.rank == 0:  # the stage folder describes itself: export_hf and init_checkpoint read it alone
-        files = outputs.tokenizer_files(ctx.stage_path("tokenizer"), cfg.tokenizer.name)
-        write_folder_description(ctx.stage_dir, cfg.model, files if files.ranks.is_file() else None)
-    # GPTDataset's index caches: their own single-process CPU step, before distributed training starts
-    cache_dir = ctx.stage_dir / "index_cache"
-    prepare_index_caches(
-        cfg.model, cfg.pretrain.train, blend, eod_id=eod_id, n_vocab=n_vocab, cache_dir=cache_dir,
-        submit=spawn_apart,
-    )
-    wandb_id_file = ctx.stage_dir / "wandb_run_id"
-    extra = {
-        "config_hash": ctx.config_hash,
-        "wandb_run_id": wandb_id_file.read_text().strip() if wandb_id_file.exists() else None,
-    }
-    result = pretrain(
-        cfg.model,
-        cfg.pretrain.train,
-        cfg.pretrain.optimizer,
-        blend,
-        eod_id=eod_id,
-        n_vocab=n_vocab,
-        out_dir=ctx.stage_dir,
-        tracker=ctx.tracker,
-        should_stop=ctx.should_stop,
-        extra_state=extra,
-        index_cache_dir=cache_dir,
-        init_checkpoint=init,
-    )
-    if result.status == "failed":
-        raise RuntimeError(f"pretraining failed at iteration {result.iteration}: {result.metrics}")
-    metrics = {
-        "iteration": result.iteration,
-        "consumed_samples": result.consumed_samples,
-        "first_loss": result.first_loss,
-        "last_loss": result.last_loss,
-        "resumed_from": result.resumed_from,
-        "world_size": ctx.world_size,
-        "data_parallel_size": ctx.world_size
-        // (cfg.pretrain.train.tensor_model_parallel_size * cfg.pretrain.train.pipeline_model_parallel_size),
-    }
-    metrics.update({k: v for k, v in result.metrics.items() if k not in metrics})
-    recorded = {"checkpoints": str(outputs.checkpoints_dir(ctx.stage_dir)), "checkpoint": str(result.checkpoint)}
-    return StageResult(result.status, metrics=metrics, outputs=recorded)
-
+    train = cfg.pretrain.train
+    return train_stage(cfg, ctx, cfg.model, cfg.pretrain.train, cfg.pretrain.optimizer,
+                       (tokens.pairs, tokens.eod_id, tokens.n_vocab), _init_checkpoint(cfg),
+                       {"data_parallel_size": ctx.world_size
+                        // (train.tensor_model_parallel_size * train.pipeline_model_parallel_size)})
 
 
 # The dimensions that decide the shape of every weight; the rest (seq_length, RoPE base, long-context
