@@ -42,8 +42,8 @@ DOCSTRING_MODULES = (
 HELD_OUT_BUCKETS = 10  # one question in ten is held out
 # arithmetic difficulty: name -> operand ranges (first, second), drawn with LEVEL_SHARES
 LEVELS = {"1_digit": ((0, 9), (0, 9)), "2_1_digit": ((10, 99), (0, 9)), "2_digit": ((10, 99), (10, 99))}
-LEVEL_SHARES = (0.4, 0.4, 0.2)
-MAX_QUESTIONS = 3  # arithmetic questions per `arithmetic` conversation: 1 to this many
+LEVEL_SHARES = (0.5, 0.3, 0.2)
+MAX_QUESTIONS = 4  # arithmetic questions per `arithmetic` conversation: 1 to this many
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ Formats read, per record (`auto` detects them):
   equal up to the last assistant reply), converted to ChatML messages.
 A record that fits neither is reported (file, line, reason) and counted, never silently dropped.
 
-For `tiny`, `synthetic_pairs` builds verifiable pairs from the SFT embedded task set: chosen = the correct
-final reply, rejected = a wrong one (the reply to another question of the same kind, or an arithmetic
-result that is off).
+For `tiny`, `synthetic_pairs` builds verifiable pairs from the SFT embedded task set's arithmetic and
+follow-up conversations: chosen = the correct final reply, rejected = a wrong one (the reply to another
+question of the same kind, or an arithmetic result that is off). Docstring questions are left out: whether a
+sentence is a held-out function's docstring can only be known by having read that function, not checked.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from qwen_hpc.alignment.formats import MalformedRecord, RecordError, _records, c
 
 PREFERENCE_FORMATS = ("auto", "pairs", "hh_rlhf")
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+SYNTHETIC_WEIGHTS = (0.6, 0.4, 0.0)  # embedded kinds of synthetic pairs: arithmetic, follow_up, docstring
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def synthetic_pairs(
     """Verifiable pairs from the embedded task set: chosen = the expected reply; rejected = the reply to another
     question of the same kind, or (arithmetic, `wrong_result_share` of them) the same equation with a wrong
     result. Held-out pairs come from the held-out questions of `embedded` (never seen in SFT or RM training)."""
-    tasks = embedded.generate(seed, count, held_out=held_out)
+    tasks = embedded.generate(seed, count, held_out=held_out, weights=SYNTHETIC_WEIGHTS)
     rng = random.Random(f"qwen-hpc-rm-{seed}-{held_out}")
     by_kind: dict[str, list[embedded.ChatTask]] = {}
     for t in tasks:

@@ -149,9 +149,12 @@ def test_tiny_sft_closes_its_replies_and_chats(tiny_sft: dict) -> None:
     assert re.fullmatch(r"assistant: [^<\n]{1,60}\.", reply), reply  # one short sentence, then the turn ends
 
 
-@pytest.mark.xfail(reason="not reached by the 300-step tiny default: measured on the tiny pretrained base, 64 "
-                          "held-out chats: replies closed 100 %, operands copied, but the sum right in 2 of 42 (4.8 %)",
+@pytest.mark.xfail(reason="not reached robustly: held-out arithmetic 0 % on the base; 7.9 % after the 300-step tiny "
+                          "default; 25.6 / 27.3 / 14.0 % in three 1,000-step runs (README), +20 points asked",
                    strict=False)
 def test_tiny_sft_arithmetic_beats_the_base(tiny_sft: dict) -> None:
+    """Issue 15's "real, measured gain": held-out questions (never trained on, at any turn) answered right by
+    the fine-tuned model well above the base's rate, with a score per level of difficulty."""
     before, after = tiny_sft["before"], tiny_sft["after"]
     assert after["arithmetic_accuracy"] >= before["arithmetic_accuracy"] + 0.2, (before, after)
+    assert {f"arithmetic/{level}_accuracy" for level in ("1_digit", "2_1_digit", "2_digit")} <= after.keys()
