@@ -27,7 +27,8 @@ def test_sft_command_trains_from_the_pretrained_checkpoint(small_run) -> None:
     assert metrics["iteration"] == 20 and metrics["masking"] == "paper" and metrics["sequences"] == "packing"
     assert metrics["init_checkpoint"].endswith("pretrain/checkpoints")
     assert metrics["last_loss"] < metrics["first_loss"]
-    assert metrics["data/conversations_per_sample"] > 1.2  # packing puts several conversations per sequence
+    # packing puts several conversations in one sequence (the small run's are ~90 tokens in 128-token sequences)
+    assert metrics["data/conversations_per_sample"] > 1.05
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in records if "loss" in r] == list(range(1, 21))
     assert all(math.isfinite(r["loss"]) and r["loss_tokens_per_s"] > 0 for r in records if "loss" in r)
