@@ -12,6 +12,8 @@ written once (the role torchtitan's `ParallelDims` and nanochat's `compute_init`
   tensors live and in which precision a run trains;
 - `rank()`, `world_size()`, `barrier()`, `any_rank()`, `all_ranks()`: agreement across ranks that also works
   in a plain single process with no group at all;
+- `Replicas`: data-parallel replicas for loops outside Megatron's training loop (reward model, PPO): each
+  rank's share of a batch, gradients summed over the replicas, one writer;
 - `MapFn`, `sequential_map`: the map interface domain code takes for independent work items (the
   executors that spread them over processes or a Slurm array are the launcher's, `launch/array.py`);
   `SubmitFn`, `submit_here`: the same for one call run apart (`launch.array.spawn_apart` spawns it).
@@ -45,6 +47,7 @@ _WHERE = {
     "single_process_megatron": "groups",
     "world_of_one": "groups",
     "world_size": "groups",
+    "Replicas": "replicas",
     "MapFn": "maps",
     "sequential_map": "maps",
     "SubmitFn": "maps",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional  # noqa: UP035 (OmegaConf needs typing generics)
+from typing import Any, List, Optional  # noqa: UP035 (OmegaConf needs typing generics)
 
 from qwen_hpc.alignment.chatml import DEFAULT_SYSTEM
 from qwen_hpc.rlhf.preference import PREFERENCE_FORMATS
@@ -14,6 +14,21 @@ from qwen_hpc.utils.config_fields import runtime
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 HH_SUBSETS = ("helpful-base", "harmless-base")
+LAYOUT_KEYS = ("tensor_model_parallel_size", "pipeline_model_parallel_size")
+
+
+def check_layout_keys(section: str, obj: object) -> None:
+    for name in LAYOUT_KEYS:
+        value = getattr(obj, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{section}.{name}={value!r} must be an integer >= 1 (or null: pretrain.train's)")
+
+
+def resolved_layout(obj: Any, train: Any) -> tuple[int, int]:
+    """(TP, PP) of an RLHF job: the section's own keys, else those `train` (pretrain.train) trained with."""
+    tp = obj.tensor_model_parallel_size or train.tensor_model_parallel_size
+    pp = obj.pipeline_model_parallel_size or train.pipeline_model_parallel_size
+    return tp, pp
 
 
 @dataclass
@@ -69,8 +84,17 @@ class RewardModelConfig:
     synthetic: SyntheticPairsConfig = field(default_factory=SyntheticPairsConfig)
     hh_rlhf_eval: List[str] = field(default_factory=lambda: list(HH_SUBSETS))  # noqa: UP006
     hh_eval_limit: int = 0  # > 0: at most this many held-out HH pairs per subset (CPU budget); 0 = all
+    # the models' layout in this job, the keys pretraining uses (null: pretrain.train's). Today the RLHF loops
+    # run TP = PP = 1 (every rank a whole-model replica; preflight says so for other sizes); the ranks of the
+    # job are data-parallel replicas that split each batch. How the job runs, not what it learns.
+    tensor_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045 - OmegaConf needs Optional
+    pipeline_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045
+
+    def layout(self, train: Any) -> tuple[int, int]:
+        return resolved_layout(self, train)
 
     def __post_init__(self) -> None:
+        check_layout_keys("reward model", self)
         if not self.lr > 0 or self.batch_size < 1 or self.micro_batch_size < 1 or self.epochs < 1:
             raise ValueError("reward model: lr > 0, batch_size, micro_batch_size and epochs >= 1")
         if self.batch_size % self.micro_batch_size:
@@ -123,8 +147,17 @@ class PPOConfig:
     system: str = DEFAULT_SYSTEM
     seed: int = 1234
     save_interval: int = runtime(20)
+    # the models' layout in this job, the keys pretraining uses (null: pretrain.train's). Today the RLHF loops
+    # run TP = PP = 1 (every rank a whole-model replica; preflight says so for other sizes); the ranks of the
+    # job are data-parallel replicas that split each batch. How the job runs, not what it learns.
+    tensor_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045 - OmegaConf needs Optional
+    pipeline_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045
+
+    def layout(self, train: Any) -> tuple[int, int]:
+        return resolved_layout(self, train)
 
     def __post_init__(self) -> None:
+        check_layout_keys("ppo", self)
         if self.reward not in PPO_REWARDS:
             raise ValueError(f"ppo.reward={self.reward!r} must be one of {'|'.join(PPO_REWARDS)}")
         if self.steps < 1 or self.value_warmup_steps < 0 or self.prompts_per_step < 1 or self.samples_per_prompt < 1:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from qwen_hpc.alignment import embedded
 from qwen_hpc.alignment.chatml import Message, chat_stop_ids, chatml_ids
+from qwen_hpc.parallel.replicas import Replicas
 from qwen_hpc.rlhf.config import PPOConfig
 from qwen_hpc.rlhf.reward import RewardModel, causal_mask
 
@@ -106,6 +107,14 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, adv + values
 
 
+def whiten(advantages: torch.Tensor, mask: torch.Tensor, replicas: Replicas) -> torch.Tensor:
+    """(A − mean) / std over the response tokens of every replica's rollouts (OpenRLHF whitens advantages)."""
+    total, count = replicas.sum([(advantages * mask).sum().item(), mask.sum().item()])
+    mean = total / max(count, 1)
+    var = replicas.sum([(((advantages - mean) ** 2) * mask).sum().item()])[0] / max(count, 1)
+    return (advantages - mean) / (math.sqrt(var) + 1e-8) * mask
+
+
 # ------------------------------------------------------------------------------------------------ data
 
 
@@ -165,6 +174,18 @@ class NonFiniteReward(FloatingPointError):
     pass
 
 
+def every_reward(raw: torch.Tensor, replicas: Replicas, step: int) -> list[float]:
+    """The step's raw rewards of every replica, in replica order; a non-finite one stops every replica."""
+    every = [r for part in replicas.gather(raw.tolist()) for r in part]
+    bad = [r for r in every if not math.isfinite(r)]
+    if bad:
+        raise NonFiniteReward(
+            f"the reward model returned a non-finite reward ({bad[0]}) for {len(bad)} of "
+            f"{len(every)} rollouts at PPO step {step}: stopping (check ppo.reward_checkpoint)"
+        )
+    return every
+
+
 def make_experience(
     models: PPOModels,
     tokenizer: Any,
@@ -176,20 +197,27 @@ def make_experience(
     vocab: int,
     generator_cls: Any,
     sampling_cls: Any,
+    replicas: Replicas | None = None,
 ) -> Experience:
     """One PPO batch of experience: sample replies, score them (rule or reward model, at the closing
     `<|im_end|>`), reference and old log-probs, values, KL-penalised rewards and GAE advantages.
 
     Kept as one function on purpose: the phases hand each other aligned per-token tensors (one row per
     reply, the same response mask), and each phase is timed into the step's metrics; split up, every piece
-    would take and return the whole batch state."""
+    would take and return the whole batch state.
+
+    Data parallel over `replicas`: `prompts` is the step's whole batch and each replica rolls out, scores
+    and evaluates its contiguous share; the reward normalizer sees every replica's rewards (in replica
+    order, so its state is the same everywhere) and the advantages are whitened over the whole batch."""
+    replicas = replicas or Replicas()
+    prompts = replicas.share(prompts)
     n_each = cfg.samples_per_prompt
     t0 = time.perf_counter()
     prompt_ids = [chatml_ids(tokenizer, list(p.messages), system=cfg.system) for p in prompts]
     repeated = [ids for ids in prompt_ids for _ in range(n_each)]
     sampling = sampling_cls(
         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-        stop_token_ids=chat_stop_ids(tokenizer), seed=cfg.seed * 1_000_003 + step,
+        stop_token_ids=chat_stop_ids(tokenizer), seed=cfg.seed * 1_000_003 + step + 7_919 * replicas.rank,
     )
     gens = generator_cls(models.policy, tokenizer, vocab_size=vocab).generate_ids(repeated, sampling)
     t_rollout = time.perf_counter() - t0
@@ -210,13 +238,7 @@ def make_experience(
             toks[i, : len(s)] = torch.tensor(s)
         with torch.no_grad():
             raw = models.reward(toks, torch.tensor([len(s) - 1 for s in seqs])).float()
-    bad = [i for i, r in enumerate(raw.tolist()) if not math.isfinite(r)]
-    if bad:
-        raise NonFiniteReward(
-            f"the reward model returned a non-finite reward ({raw[bad[0]].item()}) for {len(bad)} of "
-            f"{len(raw)} rollouts at PPO step {step}: stopping (check ppo.reward_checkpoint)"
-        )
-    normalizer.update(raw.tolist())
+    normalizer.update(every_reward(raw, replicas, step))
     scores = normalizer.normalize(raw) if cfg.normalize_reward else raw
     t_score = time.perf_counter() - t0
 
@@ -237,9 +259,7 @@ def make_experience(
     last = torch.tensor([len(s) - 2 for s in seqs])
     rewards[torch.arange(len(seqs)), last] += scores
     advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
-    adv_mean = masked_mean(advantages, mask)
-    adv_std = masked_mean((advantages - adv_mean) ** 2, mask).sqrt()
-    advantages = (advantages - adv_mean) / (adv_std + 1e-8) * mask  # OpenRLHF whitens advantages
+    advantages = whiten(advantages, mask, replicas)
     gen_lp = torch.cat([torch.tensor(g.logprobs) for g in gens])
     t_ref = time.perf_counter() - t0
     metrics = {
@@ -257,6 +277,9 @@ def make_experience(
         "time/reference_values_s": t_ref,
         "rollout_tokens_per_s": generated_tokens / max(t_rollout, 1e-9),
     }
+    if replicas.size > 1:  # the whole batch's figures (each replica has the same number of rollouts)
+        metrics = replicas.mean(metrics)
+        metrics["rollout_tokens_per_s"] *= replicas.size  # the job's rate, all replicas together
     return Experience(tokens, mask, old_logp, ref_logp, old_values, advantages, returns, metrics)
 
 
@@ -266,11 +289,19 @@ def ptx_loss(policy: Any, batch: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 def update(
-    models: PPOModels, exp: Experience, cfg: PPOConfig, *, warmup: bool, vocab: int, ptx_batch: torch.Tensor | None
+    models: PPOModels, exp: Experience, cfg: PPOConfig, *, warmup: bool, vocab: int, ptx_batch: torch.Tensor | None,
+    replicas: Replicas | None = None,
 ) -> dict[str, float]:
-    """One PPO update over the experience (`ppo_epochs` passes, one optimizer step per pass)."""
+    """One PPO update over the experience (`ppo_epochs` passes, one optimizer step per pass). Data parallel:
+    `exp` is this replica's share; the losses are weighted by its share of the whole batch's response
+    tokens (and of the ptx batch, whole on entry) and the gradients summed over the replicas."""
+    replicas = replicas or Replicas()
     t0 = time.perf_counter()
     n = exp.tokens.shape[0]
+    total_tokens = replicas.sum([exp.mask.sum().item()])[0]
+    ptx_rows = None
+    if not warmup and cfg.ptx_coef > 0 and ptx_batch is not None:
+        ptx_rows = torch.stack(replicas.share(list(ptx_batch)))
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [], "ptx_loss": []}
     models.policy.train()
     models.value.train()
@@ -280,7 +311,7 @@ def update(
         for start in range(0, n, cfg.micro_batch_size):
             sl = slice(start, start + cfg.micro_batch_size)
             tokens, mask = exp.tokens[sl], exp.mask[sl]
-            share = mask.sum() / exp.mask.sum().clamp(min=1)
+            share = mask.sum() / max(total_tokens, 1.0)
             values = models.value.values(tokens)[:, :-1]
             clipped = exp.old_values[sl] + (values - exp.old_values[sl]).clamp(-cfg.value_clip, cfg.value_clip)
             v_loss = 0.5 * masked_mean(
@@ -298,30 +329,39 @@ def update(
             (p_loss * share).backward()
             stats["policy_loss"].append(p_loss.item())
             stats["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.eps_clip).float(), mask).item())
-        if not warmup and cfg.ptx_coef > 0 and ptx_batch is not None:
-            loss = ptx_loss(models.policy, ptx_batch, vocab)
-            (cfg.ptx_coef * loss).backward()
+        if ptx_rows is not None:
+            loss = ptx_loss(models.policy, ptx_rows, vocab)
+            (cfg.ptx_coef * loss / replicas.size).backward()
             stats["ptx_loss"].append(loss.item())
+        replicas.sum_grads(models.value.parameters())
+        if not warmup:
+            replicas.sum_grads(models.policy.parameters())
         torch.nn.utils.clip_grad_norm_(models.value.parameters(), cfg.clip_grad)
         models.value_opt.step()
         if not warmup:
             torch.nn.utils.clip_grad_norm_(models.policy.parameters(), cfg.clip_grad)
             models.policy_opt.step()
-    out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+    out = replicas.mean({k: sum(v) / len(v) for k, v in stats.items() if v})
     out["time/training_s"] = time.perf_counter() - t0
     out["value_warmup"] = float(warmup)
     return out
 
 
 def greedy_eval(policy: Any, tokenizer: Any, prompts: Sequence[Prompt], cfg: PPOConfig, *, vocab: int,
-                generator_cls: Any, sampling_cls: Any) -> dict[str, float]:
-    """Mean rule reward and accuracy of greedy replies to held-out embedded prompts."""
+                generator_cls: Any, sampling_cls: Any, replicas: Replicas | None = None) -> dict[str, float]:
+    """Mean rule reward and accuracy of greedy replies to held-out embedded prompts (each data-parallel
+    replica replies to every size-th prompt; the scores are gathered)."""
+    replicas = replicas or Replicas()
     sampling = sampling_cls(max_new_tokens=cfg.max_new_tokens, stop_token_ids=chat_stop_ids(tokenizer))
-    ids = [chatml_ids(tokenizer, list(p.messages), system=cfg.system) for p in prompts]
-    gens = generator_cls(policy, tokenizer, vocab_size=vocab).generate_ids(ids, sampling)
-    closed = [g.finish_reason == "stop_token" and g.token_ids[-1] == tokenizer.im_end_id for g in gens]
-    rewards = [rule_reward(p.task, g.text, c) for p, g, c in zip(prompts, gens, closed, strict=True)]
-    hits = [rule_accuracy(p.task, g.text) for p, g in zip(prompts, gens, strict=True)]
+    mine = list(prompts[replicas.rank :: replicas.size])
+    ids = [chatml_ids(tokenizer, list(p.messages), system=cfg.system) for p in mine]
+    gens = generator_cls(policy, tokenizer, vocab_size=vocab).generate_ids(ids, sampling) if ids else []
+    scored = []
+    for p, g in zip(mine, gens, strict=True):
+        closed = g.finish_reason == "stop_token" and g.token_ids[-1] == tokenizer.im_end_id
+        scored.append((rule_reward(p.task, g.text, closed), rule_accuracy(p.task, g.text), closed))
+    every = [s for part in replicas.gather(scored) for s in part]
+    rewards, hits, closed = ([s[i] for s in every] for i in range(3))
     policy.train()
     return {"mean_reward": sum(rewards) / len(rewards), "accuracy": sum(hits) / len(hits),
             "im_end_rate": sum(closed) / len(closed), "prompts": float(len(prompts))}

@@ -1,7 +1,9 @@
 """The PPO run: setup from the four models, resume, per step {stop flag → experience → update → log →
 save?}, held-out evaluation at the start and the end. Checkpoints (`rlhf.state`) hold policy, value, both
 optimizers, the reward normalizer, the prompt and ptx cursors and the RNG states, so a resumed run draws the
-same next rollouts and makes the same updates as an uninterrupted one."""
+same next rollouts and makes the same updates as an uninterrupted one. Every rank of the job runs it as a
+data-parallel replica (`rlhf.ppo`: each rolls out its share of the step's prompts, the gradients are
+summed); the first replica writes the checkpoints, with every replica's RNG state."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 
+from qwen_hpc.parallel.replicas import Replicas
 from qwen_hpc.rlhf import state as rstate
 from qwen_hpc.rlhf.config import PPOConfig
 from qwen_hpc.rlhf.ppo import (
@@ -62,9 +65,11 @@ def run_ppo(
     ckpt_root: Path,
     should_stop: Callable[[], bool],
     log: Callable[[dict, int], None],
+    replicas: Replicas | None = None,
 ) -> PPOResult:
     from qwen_hpc.inference.generate import Generator, SamplingConfig
 
+    replicas = replicas or Replicas()
     normalizer, step, resumed_from, initial = RunningMoments(), 0, None, {}
     found = rstate.latest(ckpt_root)
     if found is not None:
@@ -75,27 +80,33 @@ def run_ppo(
         models.policy_opt.load_state_dict(payload["policy_opt"])
         models.value_opt.load_state_dict(payload["value_opt"])
         normalizer = RunningMoments(**payload["normalizer"])
-        rstate.set_rng_state(payload["rng"])
+        ranks = payload.get("rng_replicas") or [payload["rng"]]
+        rstate.set_rng_state(ranks[replicas.rank] if len(ranks) == replicas.size else payload["rng"])
         step = resumed_from = payload["step"]
         initial = payload.get("initial_eval", {})
-    gen_kw = dict(vocab=vocab, generator_cls=Generator, sampling_cls=SamplingConfig)
+    gen_kw = dict(vocab=vocab, generator_cls=Generator, sampling_cls=SamplingConfig, replicas=replicas)
     if not initial and heldout:
         initial = greedy_eval(models.policy, tokenizer, heldout, cfg, **gen_kw)
         log({f"eval/{k}": v for k, v in initial.items()}, 0)
 
     def checkpoint() -> str:
-        payload = {
-            "policy": lm_weights(models.policy), "value": reward_payload(models.value),
-            "policy_opt": models.policy_opt.state_dict(), "value_opt": models.value_opt.state_dict(),
-            "normalizer": vars(normalizer).copy(), "rng": rstate.rng_state(),
-            "prompt_cursor": step * cfg.prompts_per_step, "ptx_cursor": step * cfg.ptx_batch_size,
-            "initial_eval": initial,
-        }
-        return str(rstate.save(ckpt_root, step, payload))
+        rngs = replicas.gather(rstate.rng_state())
+        where = ckpt_root / rstate.iter_name(step)
+        if replicas.writer:  # the replicas' weights and optimizer states are identical: one copy
+            payload = {
+                "policy": lm_weights(models.policy), "value": reward_payload(models.value),
+                "policy_opt": models.policy_opt.state_dict(), "value_opt": models.value_opt.state_dict(),
+                "normalizer": vars(normalizer).copy(), "rng": rngs[0], "rng_replicas": rngs,
+                "prompt_cursor": step * cfg.prompts_per_step, "ptx_cursor": step * cfg.ptx_batch_size,
+                "initial_eval": initial,
+            }
+            where = rstate.save(ckpt_root, step, payload)
+        replicas.barrier()  # whole on disk before any replica goes on (or exits)
+        return str(where)
 
     saved_at, path, metrics = (step if found else -1), (str(found) if found else None), {}
     while step < cfg.steps:
-        if should_stop():
+        if replicas.any(should_stop()):
             if saved_at != step:
                 path = checkpoint()
             return PPOResult("preempted", step, path, resumed_from, initial, {}, metrics)
@@ -105,7 +116,7 @@ def run_ppo(
         warmup = step < cfg.value_warmup_steps
         metrics = {**exp.metrics, **update(
             models, exp, cfg, warmup=warmup, vocab=vocab,
-            ptx_batch=ptx_batch(ptx_stream, step, cfg.ptx_batch_size, tokenizer.eod_id),
+            ptx_batch=ptx_batch(ptx_stream, step, cfg.ptx_batch_size, tokenizer.eod_id), replicas=replicas,
         )}
         step += 1
         metrics["time/step_s"] = time.perf_counter() - t0

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from qwen_hpc.alignment.chatml import DEFAULT_SYSTEM, Message, encode_conversation
+from qwen_hpc.parallel.replicas import Replicas
 from qwen_hpc.rlhf import state as rstate
 from qwen_hpc.rlhf.preference import PreferencePair
 
@@ -137,24 +138,31 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
 
 @torch.no_grad()
 def pairwise_accuracy(
-    model: RewardModel, pairs: Sequence[EncodedPair], pad_id: int, *, batch_size: int = 32
+    model: RewardModel, pairs: Sequence[EncodedPair], pad_id: int, *, batch_size: int = 32,
+    replicas: Replicas | None = None,
 ) -> dict[str, float]:
-    """Share of pairs with r_chosen > r_rejected, overall and per kind; the mean margin."""
+    """Share of pairs with r_chosen > r_rejected, overall and per kind; the mean margin. With data-parallel
+    `replicas`, each scores every size-th pair and the results are gathered (the same numbers everywhere)."""
+    replicas = replicas or Replicas()
     was_training = model.training
     model.eval()
-    hits: dict[str, list[bool]] = {}
-    margins: list[float] = []
+    mine = list(range(replicas.rank, len(pairs), replicas.size))
+    scored: list[tuple[int, str, bool, float]] = []
     try:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
+        for start in range(0, len(mine), batch_size):
+            chunk = [pairs[i] for i in mine[start : start + batch_size]]
             rc, rr = pair_rewards(model, chunk, pad_id)
-            for p, c, r in zip(chunk, rc.tolist(), rr.tolist(), strict=True):
-                if not (math.isfinite(c) and math.isfinite(r)):
-                    raise FloatingPointError("the reward model returned a non-finite reward")
-                hits.setdefault(p.kind or "all", []).append(c > r)
-                margins.append(c - r)
+            for i, p, c, r in zip(mine[start : start + batch_size], chunk, rc.tolist(), rr.tolist(), strict=True):
+                scored.append((i, p.kind or "all", c > r, c - r))
     finally:
         model.train(was_training)
+    if replicas.any(not all(math.isfinite(m) for *_, m in scored)):
+        raise FloatingPointError("the reward model returned a non-finite reward")
+    hits: dict[str, list[bool]] = {}
+    margins: list[float] = []
+    for _, kind, hit, margin in sorted(s for part in replicas.gather(scored) for s in part):
+        hits.setdefault(kind, []).append(hit)
+        margins.append(margin)
     every = [h for v in hits.values() for h in v]
     out = {"accuracy": sum(every) / max(len(every), 1), "pairs": float(len(every))}
     out["mean_margin"] = sum(margins) / max(len(margins), 1)
@@ -197,6 +205,30 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
     return idx
 
 
+def _accumulate(
+    model: RewardModel, mine: Sequence[EncodedPair], batch_pairs: int, micro_batch_size: int, pad_id: int,
+    step: int, replicas: Replicas,
+) -> tuple[float, float]:
+    """Backward over this replica's pairs of the step, each weighted by its share of the whole batch; the
+    gradients (and the loss sum and hits) summed over the replicas. A non-finite loss on any replica stops
+    every replica (the others would wait in the next collective)."""
+    loss_sum, hits, bad = 0.0, 0, None
+    for start in range(0, len(mine), micro_batch_size):
+        micro = mine[start : start + micro_batch_size]
+        rc, rr = pair_rewards(model, micro, pad_id)
+        loss = bradley_terry_loss(rc, rr)
+        bad = bad if torch.isfinite(loss) else loss.item()
+        (loss * len(micro) / batch_pairs).backward()
+        loss_sum += loss.item() * len(micro)
+        hits += int((rc > rr).sum())
+    if replicas.any(bad is not None):
+        where = "" if bad is not None else " (on another data-parallel replica)"
+        raise FloatingPointError(f"non-finite reward-model loss at step {step}: {bad}{where}")
+    replicas.sum_grads(model.parameters())
+    loss_sum, hits = replicas.sum([loss_sum, hits])
+    return loss_sum, hits
+
+
 def train_reward_model(
     model: RewardModel,
     train: Sequence[EncodedPair],
@@ -206,9 +238,16 @@ def train_reward_model(
     ckpt_root: Path,
     should_stop: Callable[[], bool],
     log: Callable[[dict, int], None],
+    replicas: Replicas | None = None,
 ) -> RMResult:
     """Constant-LR AdamW over `epochs` passes of seeded-shuffled pairs; resumes from `ckpt_root`'s latest
-    checkpoint (weights, optimizer, cursor, RNG) to the same losses as an uninterrupted run."""
+    checkpoint (weights, optimizer, cursor, RNG) to the same losses as an uninterrupted run.
+
+    Data parallel over `replicas`: each takes its contiguous share of every batch (in micro-batches of
+    `micro_batch_size`), the loss is weighted by the pair's share of the whole batch and the gradients are
+    summed over the replicas, so the step is the one-process step (to float rounding) and the weights stay
+    identical; the first replica writes the checkpoints."""
+    replicas = replicas or Replicas()
     per_epoch = len(train) // settings.batch_size
     if per_epoch < 1:
         raise ValueError(f"{len(train)} training pairs are fewer than one batch of {settings.batch_size}")
@@ -229,12 +268,16 @@ def train_reward_model(
     model.train()
 
     def checkpoint() -> str:
-        payload = {**reward_payload(model), "optimizer": optimizer.state_dict(), "rng": rstate.rng_state()}
-        return str(rstate.save(ckpt_root, step, {**payload, "first_loss": first, "last_loss": last}))
+        where = ckpt_root / rstate.iter_name(step)
+        if replicas.writer:
+            payload = {**reward_payload(model), "optimizer": optimizer.state_dict(), "rng": rstate.rng_state()}
+            where = rstate.save(ckpt_root, step, {**payload, "first_loss": first, "last_loss": last})
+        replicas.barrier()  # whole on disk before any replica goes on (or exits)
+        return str(where)
 
     saved_at, path = (step if resumed_from is not None else -1), (str(found) if found else None)
     while step < steps:
-        if should_stop():
+        if replicas.any(should_stop()):
             if saved_at != step:
                 path = checkpoint()
             return RMResult("preempted", step, steps, path, resumed_from, first, last)
@@ -242,17 +285,9 @@ def train_reward_model(
         epoch, within = divmod(step, per_epoch)
         order = _order(len(train), settings.seed, epoch)
         batch = [train[i] for i in order[within * settings.batch_size : (within + 1) * settings.batch_size]]
+        mine = replicas.share(batch)
         optimizer.zero_grad(set_to_none=True)
-        loss_sum, hits = 0.0, 0
-        for start in range(0, len(batch), settings.micro_batch_size):
-            micro = batch[start : start + settings.micro_batch_size]
-            rc, rr = pair_rewards(model, micro, pad_id)
-            loss = bradley_terry_loss(rc, rr)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite reward-model loss at step {step + 1}: {loss.item()}")
-            (loss * len(micro) / len(batch)).backward()
-            loss_sum += loss.item() * len(micro)
-            hits += int((rc > rr).sum())
+        loss_sum, hits = _accumulate(model, mine, len(batch), settings.micro_batch_size, pad_id, step + 1, replicas)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
         optimizer.step()
         step += 1

@@ -47,48 +47,70 @@ def run_reward_phase(
     seed: int,
     should_stop: Callable[[], bool],
     log_metrics: Callable[[dict, int], None],
+    layout: tuple[int, int] = (1, 1),
 ) -> tuple[str, dict[str, Any], str | None]:
-    """(status, metrics, checkpoint)."""
-    from qwen_hpc.parallel import single_process_megatron
+    """(status, metrics, checkpoint). Every rank of the job calls it: the ranks are data-parallel replicas
+    of the whole model (`layout` = (TP, PP) must be (1, 1): preflight says so), the first one writes."""
+    from qwen_hpc.parallel import Replicas, model_parallel, world_of_one
     from qwen_hpc.rlhf.data import build_preference_data
-    from qwen_hpc.rlhf.reward import RMTrainSettings, encode_pairs, pairwise_accuracy, train_reward_model
-    from qwen_hpc.utils.io import write_json, write_text
+    from qwen_hpc.utils.io import write_text
 
+    if layout != (1, 1):
+        raise ValueError(f"the reward model trains with TP = PP = 1 (data-parallel replicas), not TP, PP = {layout}")
     seq_length = min(rm.seq_length, model_cfg.seq_length)
     data = build_preference_data(rm, data_root)
-    write_text(out_dir / "malformed.jsonl", "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in data.malformed))
-    for m in data.malformed[:5]:
-        log.warning("malformed preference pair skipped: %s", m)
+    with world_of_one(), model_parallel(*layout, seed=rm.seed):
+        replicas = Replicas.from_parallel_state()
+        if replicas.writer:
+            write_text(out_dir / "malformed.jsonl",
+                       "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in data.malformed))
+            for m in data.malformed[:5]:
+                log.warning("malformed preference pair skipped: %s", m)
+        return _train_and_score(rm, model_cfg, tok, data, phase=phase, init=init, out_dir=out_dir, seed=seed,
+                                seq_length=seq_length, replicas=replicas, should_stop=should_stop,
+                                log_metrics=log_metrics)
+
+
+def _train_and_score(
+    rm: RewardModelConfig, model_cfg: Any, tok: Any, data: Any, *, phase: str, init: Path, out_dir: Path,
+    seed: int, seq_length: int, replicas: Any, should_stop: Callable[[], bool],
+    log_metrics: Callable[[dict, int], None],
+) -> tuple[str, dict[str, Any], str | None]:
+    from qwen_hpc.rlhf.reward import RMTrainSettings, encode_pairs, pairwise_accuracy, train_reward_model
+    from qwen_hpc.utils.io import write_json
+
     train, trunc_train = encode_pairs(tok, data.train, seq_length=seq_length, system=rm.system)
     heldout, trunc_held = encode_pairs(tok, data.heldout, seq_length=seq_length, system=rm.system)
     data.stats["truncated_pairs"] = trunc_train + trunc_held
-    write_json(out_dir / "data_stats.json", data.stats)
+    if replicas.writer:
+        write_json(out_dir / "data_stats.json", data.stats)
     settings = RMTrainSettings(
         lr=rm.lr, batch_size=rm.batch_size, micro_batch_size=rm.micro_batch_size, epochs=rm.epochs,
         seed=rm.seed, save_interval=rm.save_interval, clip_grad=rm.clip_grad, weight_decay=rm.weight_decay,
     )
-    with single_process_megatron(seed=rm.seed):
-        model, init_from = initial_reward_model(model_cfg, init, seed)
-        log.info("reward model (%s): initial weights from %s", phase, init_from)
-        result = train_reward_model(
-            model, train, settings, pad_id=tok.eod_id, ckpt_root=out_dir / "checkpoints",
-            should_stop=should_stop, log=log_metrics,
-        )
-        metrics: dict[str, Any] = {
-            "step": result.step, "steps": result.steps, "first_loss": result.first_loss,
-            "last_loss": result.last_loss, "resumed_from": result.resumed_from, "init_checkpoint": init_from,
-            "train_pairs": len(train), "malformed_pairs": len(data.malformed),
+    model, init_from = initial_reward_model(model_cfg, init, seed)
+    log.info("reward model (%s): initial weights from %s; %d data-parallel replica(s)", phase, init_from,
+             replicas.size)
+    result = train_reward_model(
+        model, train, settings, pad_id=tok.eod_id, ckpt_root=out_dir / "checkpoints",
+        should_stop=should_stop, log=log_metrics, replicas=replicas,
+    )
+    metrics: dict[str, Any] = {
+        "step": result.step, "steps": result.steps, "first_loss": result.first_loss,
+        "last_loss": result.last_loss, "resumed_from": result.resumed_from, "init_checkpoint": init_from,
+        "train_pairs": len(train), "malformed_pairs": len(data.malformed), "data_parallel_size": replicas.size,
+    }
+    if result.status != "completed":
+        return result.status, metrics, result.checkpoint
+    report: dict[str, Any] = {"heldout": pairwise_accuracy(model, heldout, tok.eod_id, replicas=replicas)} if heldout else {}
+    for subset, pairs in data.hh_eval.items():
+        enc, _ = encode_pairs(tok, pairs, seq_length=seq_length, system=rm.system)
+        report[f"hh_rlhf/{subset}"] = {
+            **pairwise_accuracy(model, enc, tok.eod_id, replicas=replicas),
+            "paper_table4_percent": PAPER_TABLE4[phase].get(subset), "split": HH_SPLIT,
         }
-        if result.status != "completed":
-            return result.status, metrics, result.checkpoint
-        report: dict[str, Any] = {"heldout": pairwise_accuracy(model, heldout, tok.eod_id)} if heldout else {}
-        for subset, pairs in data.hh_eval.items():
-            enc, _ = encode_pairs(tok, pairs, seq_length=seq_length, system=rm.system)
-            report[f"hh_rlhf/{subset}"] = {
-                **pairwise_accuracy(model, enc, tok.eod_id),
-                "paper_table4_percent": PAPER_TABLE4[phase].get(subset), "split": HH_SPLIT,
-            }
-    write_json(out_dir / "eval.json", report)
+    if replicas.writer:
+        write_json(out_dir / "eval.json", report)
     for key, value in report.items():
         metrics[f"{key}/accuracy"] = value["accuracy"]
         paper = value.get("paper_table4_percent")

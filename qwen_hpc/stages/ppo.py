@@ -19,13 +19,13 @@ NAME = "ppo"
 DESCRIPTION = "PPO (policy, reference, value, reward models; KL 0.04, top-p 0.9, value warm-up) from SFT and RM"
 CONFIG_KEYS = ("model", "ppo")
 UPSTREAM = ("tokenizer", "sft", "reward_model")
-DISTRIBUTED = False
+DISTRIBUTED = True  # every rank a data-parallel replica (rlhf.ppo_train)
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
-    from qwen_hpc.parallel import single_process_megatron
+    from qwen_hpc.parallel import Replicas, model_parallel, world_of_one
     from qwen_hpc.rlhf.ppo import NonFiniteReward, embedded_prompts
     from qwen_hpc.rlhf.ppo_setup import build_models, file_prompts, ptx_stream
     from qwen_hpc.rlhf.ppo_train import run_ppo
@@ -43,26 +43,31 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     else:
         prompts = embedded_prompts(ppo.seed, max(4 * ppo.prompts_per_step, 256), held_out=False)
         heldout = embedded_prompts(0, ppo.heldout_prompts, held_out=True) if ppo.heldout_prompts else []
-    with single_process_megatron(seed=ppo.seed):
+    layout = ppo.layout(cfg.pretrain.train)
+    if layout != (1, 1):
+        raise ValueError(f"PPO runs with TP = PP = 1 (data-parallel replicas), not TP, PP = {layout}")
+    with world_of_one(), model_parallel(*layout, seed=ppo.seed):
+        replicas = Replicas.from_parallel_state()
         models, rm_used = build_models(ppo, cfg.model, policy_path, rm_root)
         ptx = ptx_stream(ppo, tok, cfg.model.seq_length, data_root) if ppo.ptx_coef > 0 else []
         try:
             result = run_ppo(
                 models, tok, prompts, heldout, ptx, ppo, vocab=tok.n_vocab,
                 ckpt_root=outputs.checkpoints_dir(ctx.stage_dir), should_stop=ctx.should_stop,
-                log=lambda m, s: ctx.tracker.log(m, step=s),
+                log=lambda m, s: ctx.tracker.log(m, step=s), replicas=replicas,
             )
         except NonFiniteReward as err:
             log.error("%s", err)
             raise RuntimeError(f"PPO stopped: {err}") from None
     metrics: dict[str, Any] = {
         "step": result.step, "resumed_from": result.resumed_from, "reward": ppo.reward,
-        "policy_checkpoint": str(policy_path), "reward_checkpoint": rm_used,
+        "policy_checkpoint": str(policy_path), "reward_checkpoint": rm_used, "data_parallel_size": replicas.size,
         **{f"last/{k}": v for k, v in result.last_metrics.items()},
     }
     if result.status != "completed":
         return StageResult(result.status, metrics=metrics, outputs={"checkpoint": result.checkpoint})
-    write_json(ctx.stage_dir / "eval.json", {"initial": result.initial_eval, "final": result.final_eval})
+    if ctx.rank == 0:
+        write_json(ctx.stage_dir / "eval.json", {"initial": result.initial_eval, "final": result.final_eval})
     metrics.update({f"eval_initial/{k}": v for k, v in result.initial_eval.items()})
     metrics.update({f"eval_final/{k}": v for k, v in result.final_eval.items()})
     return StageResult("completed", metrics=metrics, outputs={"checkpoint": result.checkpoint})

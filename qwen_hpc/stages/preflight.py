@@ -29,6 +29,8 @@ TRAINING_LAYOUT_STAGES = ("pretrain", "evaluate", "sft", "math_evaluate", "code_
 # the Code-Qwen / Math-Qwen stages that train with a section of their own (spec §10-11)
 TRAINING_BRANCHES = ("code_pretrain", "code_sft", "math_sft")
 SFT_STAGES = ("sft", "code_sft", "math_sft")
+# RLHF stages: whole-model data-parallel replicas (qwen_hpc.parallel.replicas) on the job's ranks
+RLHF_STAGES = ("reward_model_pmp", "reward_model", "ppo")
 
 
 def _branch_model(cfg: QwenConfig, section: object):  # noqa: ANN202 - ModelConfig with the branch's context
@@ -129,6 +131,36 @@ def check_evaluate_layout(stage: str, cfg: QwenConfig, world: int) -> None:
         raise ValueError(problem)
 
 
+def check_rlhf_layout(stage: str, cfg: QwenConfig) -> None:
+    """The RLHF stages' layout: TP = PP = 1 today (`<stage>.tensor_model_parallel_size` /
+    `pipeline_model_parallel_size`, null: pretrain.train's), and every data-parallel replica must get an
+    equal, non-empty share of each batch (reward pairs per step, PPO prompts per step)."""
+    section = getattr(cfg, stage)
+    world = job_world_size(cfg, stage)
+    tp, pp = section.layout(cfg.pretrain.train)
+    where = f"parallel layout of stage {stage} (world size {world} = {stage}.resources/launcher nodes × tasks_per_node)"
+    for name, value in (("tensor_model_parallel_size", tp), ("pipeline_model_parallel_size", pp)):
+        if value != 1:
+            key = (f"{stage}.{name}={value}" if getattr(section, name) is not None
+                   else f"pretrain.train.{name}={value} (inherited: {stage}.{name} is null)")
+            raise PreflightError(
+                f"{where}: {key}, but the RLHF stages run TP = PP = 1 today (each rank holds whole models; "
+                f"the ranks split the batches): set {stage}.{name}=1 (docs/rlhf-memory.md has the 7B plan)"
+            )
+    if stage == "ppo":
+        checks = [("prompts_per_step", section.prompts_per_step)]
+        if section.ptx_coef > 0:
+            checks.append(("ptx_batch_size", section.ptx_batch_size))
+    else:
+        checks = [("batch_size", section.batch_size)]
+    for name, value in checks:
+        if value % world:
+            raise PreflightError(
+                f"{where}: {stage}.{name}={value} must be divisible by the {world} data-parallel ranks "
+                "(each takes an equal share of every step)"
+            )
+
+
 def _slurm_partitions() -> set[str] | None:
     """Partitions the Slurm controller knows, or None when it cannot be asked (no sinfo, no answer)."""
     if shutil.which("sinfo") is None:
@@ -146,7 +178,7 @@ def launcher_problems(stage: str, cfg: QwenConfig) -> list[str]:
     """Launcher settings this stage's job cannot run with."""
     launcher, problems = stage_launcher(cfg, stage), []
     where = f"launcher (after {stage}.resources)"
-    distributed = stage in TRAINING_LAYOUT_STAGES
+    distributed = stage in TRAINING_LAYOUT_STAGES or stage in RLHF_STAGES
     if launcher.kind == "local" and launcher.nodes > 1:
         problems.append(f"{where}: nodes={launcher.nodes} needs launcher=slurm (the local launcher has one node)")
     if distributed and 0 < launcher.gpus_per_node < launcher.tasks_per_node:
@@ -180,6 +212,11 @@ def config_problems(stage: str, cfg: QwenConfig) -> list[str]:
     if stage in TRAINING_LAYOUT_STAGES:
         try:
             check_training_layout(stage, cfg)
+        except PreflightError as exc:
+            problems.append(str(exc))
+    if stage in RLHF_STAGES:
+        try:
+            check_rlhf_layout(stage, cfg)
         except PreflightError as exc:
             problems.append(str(exc))
     if stage in ("evaluate", "math_evaluate"):

@@ -15,7 +15,7 @@ NAME = "reward_model"
 DESCRIPTION = "reward model phase 2: fine-tuning (Bradley-Terry, head at <|im_end|>) from the PMP phase's end"
 CONFIG_KEYS = ("model", "reward_model")
 UPSTREAM = ("tokenizer", "reward_model_pmp")
-DISTRIBUTED = False
+DISTRIBUTED = True  # every rank a data-parallel replica (rlhf.reward_phase)
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
@@ -28,5 +28,6 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         rm, cfg.model, tok, phase="rm", init=Path(rm.init_checkpoint) if rm.init_checkpoint else pmp,
         data_root=Path(cfg.run.data_root), out_dir=ctx.stage_dir, seed=cfg.run.seed,
         should_stop=ctx.should_stop, log_metrics=lambda m, s: ctx.tracker.log(m, step=s),
+        layout=rm.layout(cfg.pretrain.train),
     )
     return StageResult(status, metrics=metrics, outputs={"checkpoint": checkpoint})

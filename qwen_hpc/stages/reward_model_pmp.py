@@ -16,7 +16,7 @@ NAME = "reward_model_pmp"
 DESCRIPTION = "reward model phase 1: preference-model pretraining (PMP) from the SFT checkpoint"
 CONFIG_KEYS = ("model", "reward_model_pmp")
 UPSTREAM = ("tokenizer", "sft")
-DISTRIBUTED = False
+DISTRIBUTED = True  # every rank a data-parallel replica (rlhf.reward_phase)
 
 
 def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
@@ -28,5 +28,6 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     status, metrics, checkpoint = run_reward_phase(
         rm, cfg.model, tok, phase="pmp", init=init, data_root=Path(cfg.run.data_root), out_dir=ctx.stage_dir,
         seed=cfg.run.seed, should_stop=ctx.should_stop, log_metrics=lambda m, s: ctx.tracker.log(m, step=s),
+        layout=rm.layout(cfg.pretrain.train),
     )
     return StageResult(status, metrics=metrics, outputs={"checkpoint": checkpoint})

@@ -5,6 +5,7 @@ NaN stops the run with a message."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import subprocess
@@ -120,3 +121,35 @@ def test_a_reward_model_returning_nan_stops_ppo_with_a_message(small_run, tmp_pa
     assert proc.returncode != 0
     assert "the reward model returned a non-finite reward (nan)" in proc.stdout + proc.stderr
     assert not (tmp_path / "small" / "ppo" / "_SUCCESS.json").exists()
+
+
+def test_two_data_parallel_ranks_run_ppo_and_resume_after_sigterm(small_run, tmp_path: Path) -> None:
+    """PPO as a 2-task job (launcher=local, gloo): each rank rolls out 2 of the step's 4 prompts, the
+    gradients are summed, rank 0 logs every step; SIGTERM to the job (the local executor forwards it to both
+    tasks, as Slurm signals every task) → both ranks stop together → rank 0 saves → the rerun resumes at
+    that step and finishes the run."""
+    import os
+
+    extra = [*FAST, "ppo.reward=model", "ppo.steps=4", "ppo.value_warmup_steps=1", "ppo.ptx_batch_size=2",
+             "ppo.resources.tasks_per_node=2"]
+    args = [a.replace("launcher=debug", "launcher=local") for a in _root_with_upstream(small_run, tmp_path)]
+    stage = tmp_path / "small" / "ppo"
+    proc = subprocess.Popen([*QWEN, "ppo", *args, *extra], cwd=REPO, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(_steps(stage) if (stage / "metrics.jsonl").exists() else {}) < 1:
+        time.sleep(0.05)
+    os.kill(int(read_json(stage / "launch.json")["job_id"]), signal.SIGTERM)  # the local job's controller
+    output, _ = proc.communicate(timeout=300)
+    stopped = int((stage / "checkpoints" / "latest").read_text().strip().removeprefix("iter_"))
+    assert 1 <= stopped < 4, output
+    assert not (stage / "_SUCCESS.json").exists(), output
+    run_qwen(["ppo", *args, *extra])
+    metrics = read_json(stage / "_SUCCESS.json")["metrics"]
+    assert metrics["resumed_from"] == stopped and metrics["data_parallel_size"] == 2
+    records = [r for r in read_jsonl(stage / "metrics.jsonl") if "kl" in r]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]  # rank 0 alone logs, and each step once
+    assert records[0]["kl"] == 0.0 and records[0]["value_warmup"] == 1.0  # warm-up over both ranks
+    assert all(math.isfinite(r["policy_loss"]) for r in records if r["step"] > 1)
+    payload = rstate.load(rstate.latest(stage / "checkpoints"))
+    assert len(payload["rng_replicas"]) == 2 and payload["prompt_cursor"] == 4 * 4

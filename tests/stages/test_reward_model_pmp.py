@@ -5,11 +5,13 @@ accuracy next to the paper's Table 4."""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
 from qwen_hpc.report.html import read_jsonl
+from qwen_hpc.rlhf import state as rstate
 from qwen_hpc.utils.io import read_json
 from tests.conftest import DATA_ROOT, run_qwen
 
@@ -58,3 +60,64 @@ def test_bad_reward_model_settings_are_rejected_before_anything_runs(tmp_path: P
                      "reward_model_pmp.batch_size=10", "reward_model_pmp.micro_batch_size=4"], check=False)
     assert proc.returncode != 0
     assert "batch_size=10 must be a multiple of micro_batch_size=4" in proc.stdout + proc.stderr
+
+
+# 2 steps of 16 pairs in micro-batches of 4 (each of 2 ranks: 2 micro-batches of the 1-rank run's 4)
+DP_FEW = ["reward_model_pmp.synthetic.train_pairs=32", "reward_model_pmp.synthetic.heldout_pairs=12",
+          "reward_model_pmp.epochs=1", "reward_model_pmp.batch_size=16", "reward_model_pmp.micro_batch_size=4",
+          "reward_model_pmp.hh_rlhf_eval=[]", "reward_model_pmp.save_interval=0", "logger=none"]
+
+
+def test_two_data_parallel_ranks_train_what_one_process_trains(small_run, tmp_path: Path) -> None:
+    """reward_model_pmp as a 2-task job (launcher=local, gloo): each rank takes its half of every batch of
+    pairs and the gradients are summed, so losses, train and held-out accuracy and the final weights are the
+    one-process run's to float rounding; only rank 0 logs and writes."""
+    import torch
+
+    small_run.stage("sft")
+    for name in ("one", "two"):
+        for stage in ("tokenizer", "sft"):
+            shutil.copytree(small_run.run_dir / stage, tmp_path / name / "small" / stage)
+    args = small_run.args(*DP_FEW)
+    run_qwen(["reward-model-pmp", *args, f"run.root={tmp_path / 'one'}"])
+    run_qwen(["reward-model-pmp", *[a.replace("launcher=debug", "launcher=local") for a in args],
+              f"run.root={tmp_path / 'two'}", "reward_model_pmp.resources.tasks_per_node=2"])
+    one, two = (tmp_path / name / "small" / "reward_model_pmp" for name in ("one", "two"))
+    assert read_json(two / "_SUCCESS.json")["metrics"]["data_parallel_size"] == 2
+    assert len(list((two / "logs").glob("*/*_1_log.err"))) == 1  # the second rank ran as its own process
+    alone, split = ([r for r in read_jsonl(d / "metrics.jsonl") if "loss" in r] for d in (one, two))
+    assert [r["step"] for r in split] == [r["step"] for r in alone] == [1, 2]  # rank 0 logs, once per step
+    for a, b in zip(alone, split, strict=True):
+        assert math.isclose(a["loss"], b["loss"], rel_tol=1e-5) and a["train_accuracy"] == b["train_accuracy"]
+        assert math.isclose(a["grad_norm"], b["grad_norm"], rel_tol=1e-4)
+    held = [read_json(d / "eval.json")["heldout"] for d in (one, two)]
+    assert held[0]["accuracy"] == held[1]["accuracy"] and held[1]["pairs"] == 12
+    assert math.isclose(held[0]["mean_margin"], held[1]["mean_margin"], rel_tol=1e-4, abs_tol=1e-6)
+    w1, w2 = (rstate.load(rstate.latest(d / "checkpoints")) for d in (one, two))
+    for key, value in w1["lm"].items():
+        assert torch.allclose(value, w2["lm"][key], atol=1e-6), key
+    assert torch.allclose(w1["head"]["weight"], w2["head"]["weight"], atol=1e-6)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_fails_before_submission(small_run, tmp_path: Path) -> None:
+    args = [a.replace("launcher=debug", "launcher=local") for a in small_run.args(*DP_FEW)]
+    proc = run_qwen(["reward-model-pmp", *args, f"run.root={tmp_path}", "reward_model_pmp.resources.tasks_per_node=3"],
+                    check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "reward_model_pmp.batch_size=16 must be divisible by the 3 data-parallel ranks" in proc.stderr
+    assert not (tmp_path / "small" / "reward_model_pmp").exists()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["reward_model.tensor_model_parallel_size=2"],
+     "reward_model.tensor_model_parallel_size=2, but the RLHF stages run TP = PP = 1 today"),
+    (["pretrain.train.pipeline_model_parallel_size=2"],
+     "pretrain.train.pipeline_model_parallel_size=2 (inherited: reward_model.pipeline_model_parallel_size is null)"),
+])
+def test_rlhf_layouts_other_than_data_parallel_are_named_in_preflight(overrides, message) -> None:
+    from qwen_hpc.config.compose import load
+    from qwen_hpc.stages.preflight import config_problems
+
+    _, cfg = load(["launcher=local", *overrides])
+    problems = config_problems("reward_model", cfg)
+    assert any(message in p for p in problems), problems

@@ -1,0 +1,100 @@
+"""Data-parallel replicas for loops that are not Megatron's training loop (the reward model, PPO).
+
+Every replica holds the whole model, takes its share of each batch, and the gradients are summed over the
+replicas before the optimizer step, so every replica makes the same update and the weights stay identical
+(the contract Megatron's and torch's DDP keep, written out here because these loops also run the KV-cache
+generator and a value head on the same modules, which a DDP wrapper's forward hooks do not fit). One
+replica (rank 0 of the group) writes files. With no process group or a group of one, every call is the
+plain single-process operation, so the loops read the same with one process or many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from qwen_hpc.parallel.device import comm_device
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """This process's place among the data-parallel replicas: `rank` of `size`, collectives on `group`."""
+
+    rank: int = 0
+    size: int = 1
+    group: Any = None  # None: the default group (or no group at all when size == 1)
+
+    @classmethod
+    def from_parallel_state(cls) -> Replicas:
+        """Megatron's data-parallel group (call inside `model_parallel`); a lone process is one replica."""
+        from megatron.core import parallel_state as ps
+
+        if not dist.is_initialized() or not ps.model_parallel_is_initialized():
+            return cls()
+        return cls(ps.get_data_parallel_rank(), ps.get_data_parallel_world_size(), ps.get_data_parallel_group())
+
+    @property
+    def writer(self) -> bool:
+        """The replica that writes files and checkpoints."""
+        return self.rank == 0
+
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This replica's contiguous share of `items` (len(items) must split evenly: the callers check the
+        batch sizes in preflight, so every replica has work and makes the same collectives)."""
+        if len(items) % self.size:
+            raise ValueError(f"{len(items)} items do not split over {self.size} data-parallel replicas")
+        per = len(items) // self.size
+        return list(items[self.rank * per : (self.rank + 1) * per])
+
+    def sum_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Sum `.grad` over the replicas, in one flat buffer per dtype (params without a gradient are the
+        same on every replica, e.g. an LM head whose output a value model ignores, and are skipped)."""
+        if self.size == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for g in grads:
+            by_dtype.setdefault(g.dtype, []).append(g)
+        for group in by_dtype.values():
+            flat = torch.cat([g.reshape(-1) for g in group])
+            dist.all_reduce(flat, group=self.group)
+            offset = 0
+            for g in group:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sums of `values` over the replicas (float64, so counts stay exact)."""
+        if self.size == 1:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=comm_device())
+        dist.all_reduce(t, group=self.group)
+        return t.tolist()
+
+    def mean(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Each metric averaged over the replicas (every replica has the same keys)."""
+        keys = sorted(metrics)
+        return dict(zip(keys, (v / self.size for v in self.sum([metrics[k] for k in keys])), strict=True))
+
+    def gather(self, obj: T) -> list[T]:
+        """Every replica's `obj`, in replica order (on every replica)."""
+        if self.size == 1:
+            return [obj]
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def any(self, flag: bool) -> bool:
+        """True on every replica if it is True on any (a stop request: the replicas stop together, or the
+        others would wait forever in the next collective)."""
+        return bool(self.sum([1.0 if flag else 0.0])[0]) if self.size > 1 else flag
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier(group=self.group)
