@@ -62,11 +62,12 @@ class Replicas:
         for g in grads:
             by_dtype.setdefault(g.dtype, []).append(g)
         for group in by_dtype.values():
-            flat = torch.cat([g.reshape(-1) for g in group])
+            # through the backend's device: NCCL reduces CUDA tensors only, wherever the model computes
+            flat = torch.cat([g.reshape(-1) for g in group]).to(comm_device())
             dist.all_reduce(flat, group=self.group)
             offset = 0
             for g in group:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))  # copy_ moves it back to g's device
                 offset += g.numel()
 
     def sum(self, values: Sequence[float]) -> list[float]:

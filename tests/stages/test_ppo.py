@@ -153,3 +153,16 @@ def test_two_data_parallel_ranks_run_ppo_and_resume_after_sigterm(small_run, tmp
     assert all(math.isfinite(r["policy_loss"]) for r in records if r["step"] > 1)
     payload = rstate.load(rstate.latest(stage / "checkpoints"))
     assert len(payload["rng_replicas"]) == 2 and payload["prompt_cursor"] == 4 * 4
+
+
+@pytest.mark.parametrize("experiment", ["qwen_1_8b", "qwen_7b_chat", "qwen_14b", "qwen_72b", "code_qwen_7b"])
+def test_paper_experiments_give_the_rlhf_stages_a_data_parallel_node(experiment) -> None:
+    """The experiment files set TP = PP = 1 for the RLHF stages (pretraining's TP/PP would be inherited and
+    refused) on one node of 8 data-parallel ranks, which preflight accepts (docs/rlhf-memory.md: memory)."""
+    from qwen_hpc.config.compose import load
+    from qwen_hpc.stages.preflight import check_rlhf_layout, job_world_size
+
+    _, cfg = load([f"experiment={experiment}", "launcher=slurm"])
+    for stage in ("reward_model_pmp", "reward_model", "ppo"):
+        assert getattr(cfg, stage).layout(cfg.pretrain.train) == (1, 1) and job_world_size(cfg, stage) == 8
+        check_rlhf_layout(stage, cfg)
