@@ -4,8 +4,13 @@ Every replica holds the whole model, takes its share of each batch, and the grad
 replicas before the optimizer step, so every replica makes the same update and the weights stay identical
 (the contract Megatron's and torch's DDP keep, written out here because these loops also run the KV-cache
 generator and a value head on the same modules, which a DDP wrapper's forward hooks do not fit). One
-replica (rank 0 of the group) writes files. With no process group or a group of one, every call is the
-plain single-process operation, so the loops read the same with one process or many.
+replica writes: each of its tensor-parallel ranks its shard of a checkpoint, its first rank the other files.
+With no process group or a group of one, every call is the plain single-process operation, so the loops
+read the same with one process or many.
+
+Under tensor parallelism (Megatron's parallel state) a replica is the TP group: its ranks hold shards of
+the same models, run the same batch and get the same results, and `clip_grad_norm` counts a TP-sharded
+parameter's gradient on every TP rank and a replicated one (norms, the value head) once.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ class Replicas:
     rank: int = 0
     size: int = 1
     group: Any = None  # None: the default group (or no group at all when size == 1)
+    shard: int = 0  # tensor-parallel rank within the replica
+    shards: int = 1  # tensor-parallel size
+    shard_group: Any = None
 
     @classmethod
     def from_parallel_state(cls) -> Replicas:
@@ -37,11 +45,18 @@ class Replicas:
 
         if not dist.is_initialized() or not ps.model_parallel_is_initialized():
             return cls()
-        return cls(ps.get_data_parallel_rank(), ps.get_data_parallel_world_size(), ps.get_data_parallel_group())
+        return cls(ps.get_data_parallel_rank(), ps.get_data_parallel_world_size(), ps.get_data_parallel_group(),
+                   ps.get_tensor_model_parallel_rank(), ps.get_tensor_model_parallel_world_size(),
+                   ps.get_tensor_model_parallel_group())
 
     @property
     def writer(self) -> bool:
-        """The replica that writes files and checkpoints."""
+        """The one rank that writes files (logs, reports): the first rank of the first replica."""
+        return self.rank == 0 and self.shard == 0
+
+    @property
+    def checkpoint_writer(self) -> bool:
+        """The ranks that write checkpoints: every tensor-parallel rank (its shard) of the first replica."""
         return self.rank == 0
 
     def share(self, items: Sequence[T]) -> list[T]:
@@ -92,10 +107,33 @@ class Replicas:
         return out
 
     def any(self, flag: bool) -> bool:
-        """True on every replica if it is True on any (a stop request: the replicas stop together, or the
-        others would wait forever in the next collective)."""
-        return bool(self.sum([1.0 if flag else 0.0])[0]) if self.size > 1 else flag
+        """True on every rank of the job if it is True on any (a stop request: all ranks stop together, or
+        the others would wait forever in the next collective)."""
+        if self.size * self.shards == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=comm_device())
+        dist.all_reduce(t)
+        return bool(t.item())
 
     def barrier(self) -> None:
-        if self.size > 1:
-            dist.barrier(group=self.group)
+        if self.size * self.shards > 1:
+            dist.barrier()
+
+    def clip_grad_norm(self, params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+        """Scale the gradients to a total L2 norm of at most `max_norm` and return the norm before, over the
+        whole model: a TP-sharded parameter's squared gradient is summed over the TP ranks, a replicated
+        one counted once. At TP = 1, torch's own clipping."""
+        params = [p for p in params if p.grad is not None]
+        if self.shards == 1:
+            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        own = [p.grad.detach().float().pow(2).sum() for p in params
+               if getattr(p, "tensor_model_parallel", False) or self.shard == 0]
+        total = torch.stack(own).sum() if own else torch.zeros(())
+        total = total.to(comm_device())
+        dist.all_reduce(total, group=self.shard_group)
+        norm = float(total.sqrt())
+        scale = max_norm / (norm + 1e-6)
+        if scale < 1.0:
+            for p in params:
+                p.grad.detach().mul_(scale)
+        return norm

@@ -82,7 +82,9 @@ class RunningMoments:
 def sequence_logprobs(model: Any, tokens: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(log π(token_{t+1} | ≤ t), entropy at t) for t in [0, s−1): [b, s−1] each, real vocabulary only."""
     b, s = tokens.shape
-    logits = model(tokens, torch.arange(s)[None].expand(b, s), causal_mask(s))[:, :-1, :vocab].float()
+    # runtime_gather_output: the whole vocabulary's logits on every TP rank (a no-op at TP = 1)
+    logits = model(tokens, torch.arange(s)[None].expand(b, s), causal_mask(s),
+                   runtime_gather_output=True)[:, :-1, :vocab].float()
     logp_all = F.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -336,10 +338,10 @@ def update(
         replicas.sum_grads(models.value.parameters())
         if not warmup:
             replicas.sum_grads(models.policy.parameters())
-        torch.nn.utils.clip_grad_norm_(models.value.parameters(), cfg.clip_grad)
+        replicas.clip_grad_norm(models.value.parameters(), cfg.clip_grad)
         models.value_opt.step()
         if not warmup:
-            torch.nn.utils.clip_grad_norm_(models.policy.parameters(), cfg.clip_grad)
+            replicas.clip_grad_norm(models.policy.parameters(), cfg.clip_grad)
             models.policy_opt.step()
     out = replicas.mean({k: sum(v) / len(v) for k, v in stats.items() if v})
     out["time/training_s"] = time.perf_counter() - t0

@@ -92,7 +92,7 @@ def run_ppo(
     def checkpoint() -> str:
         rngs = replicas.gather(rstate.rng_state())
         where = ckpt_root / rstate.iter_name(step)
-        if replicas.writer:  # the replicas' weights and optimizer states are identical: one copy
+        if replicas.checkpoint_writer:  # the replicas' weights and optimizer states are identical: one copy
             payload = {
                 "policy": lm_weights(models.policy), "value": reward_payload(models.value),
                 "policy_opt": models.policy_opt.state_dict(), "value_opt": models.value_opt.state_dict(),

@@ -75,11 +75,29 @@ def reward_payload(model: RewardModel) -> dict[str, Any]:
     return {"lm": lm_weights(model.lm), "head": model.head.state_dict()}
 
 
-def build_reward_model(model_cfg: Any, payload: dict[str, Any]) -> RewardModel:
-    """A RewardModel holding a checkpoint's `lm` and `head` (call inside `single_process_megatron`)."""
-    from qwen_hpc.interop.hf_checkpoint import model_from_state
+def lm_from_state(model_cfg: Any, state: dict[str, torch.Tensor]) -> Any:
+    """A `GPTModel` holding `state`: whole at TP = 1; at TP > 1 (Megatron's parallel state) this rank's
+    shard, `state` being the shard that the same TP rank saved (`rlhf.state` checks the TP size)."""
+    from megatron.core import parallel_state as ps
 
-    rm = RewardModel(model_from_state(model_cfg, payload["lm"]), model_cfg.hidden_size)
+    from qwen_hpc.interop.hf_checkpoint import model_from_state
+    from qwen_hpc.model.builder import build_model
+
+    tp = ps.get_tensor_model_parallel_world_size() if ps.model_parallel_is_initialized() else 1
+    if tp == 1:
+        return model_from_state(model_cfg, state)
+    model = build_model(model_cfg, state["embedding.word_embeddings.weight"].shape[0] * tp, backend="local", tp=tp)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(f"an RLHF checkpoint shard does not fit the model: missing {missing[:5]}, unexpected "
+                         f"{list(unexpected)[:5]}")
+    return model
+
+
+def build_reward_model(model_cfg: Any, payload: dict[str, Any]) -> RewardModel:
+    """A RewardModel holding a checkpoint's `lm` and `head` (call inside `model_parallel`)."""
+    rm = RewardModel(lm_from_state(model_cfg, payload["lm"]), model_cfg.hidden_size)
     rm.head.load_state_dict(payload["head"])
     return rm
 
@@ -269,7 +287,7 @@ def train_reward_model(
 
     def checkpoint() -> str:
         where = ckpt_root / rstate.iter_name(step)
-        if replicas.writer:
+        if replicas.checkpoint_writer:
             payload = {**reward_payload(model), "optimizer": optimizer.state_dict(), "rng": rstate.rng_state()}
             where = rstate.save(ckpt_root, step, {**payload, "first_loss": first, "last_loss": last})
         replicas.barrier()  # whole on disk before any replica goes on (or exits)
@@ -288,7 +306,7 @@ def train_reward_model(
         mine = replicas.share(batch)
         optimizer.zero_grad(set_to_none=True)
         loss_sum, hits = _accumulate(model, mine, len(batch), settings.micro_batch_size, pad_id, step + 1, replicas)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
+        grad_norm = replicas.clip_grad_norm(model.parameters(), settings.clip_grad)
         optimizer.step()
         step += 1
         loss_value = loss_sum / len(batch)

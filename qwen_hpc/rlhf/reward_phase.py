@@ -49,14 +49,14 @@ def run_reward_phase(
     log_metrics: Callable[[dict, int], None],
     layout: tuple[int, int] = (1, 1),
 ) -> tuple[str, dict[str, Any], str | None]:
-    """(status, metrics, checkpoint). Every rank of the job calls it: the ranks are data-parallel replicas
-    of the whole model (`layout` = (TP, PP) must be (1, 1): preflight says so), the first one writes."""
+    """(status, metrics, checkpoint). Every rank of the job calls it: `layout` = (TP, PP = 1) shards the
+    model over TP ranks; the TP groups are data-parallel replicas (`parallel.Replicas`); the first writes."""
     from qwen_hpc.parallel import Replicas, model_parallel, world_of_one
     from qwen_hpc.rlhf.data import build_preference_data
     from qwen_hpc.utils.io import write_text
 
-    if layout != (1, 1):
-        raise ValueError(f"the reward model trains with TP = PP = 1 (data-parallel replicas), not TP, PP = {layout}")
+    if layout[1] != 1:
+        raise ValueError(f"the reward model trains with PP = 1, not {layout[1]} (preflight says so)")
     seq_length = min(rm.seq_length, model_cfg.seq_length)
     data = build_preference_data(rm, data_root)
     with world_of_one(), model_parallel(*layout, seed=rm.seed):

@@ -44,8 +44,8 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         prompts = embedded_prompts(ppo.seed, max(4 * ppo.prompts_per_step, 256), held_out=False)
         heldout = embedded_prompts(0, ppo.heldout_prompts, held_out=True) if ppo.heldout_prompts else []
     layout = ppo.layout(cfg.pretrain.train)
-    if layout != (1, 1):
-        raise ValueError(f"PPO runs with TP = PP = 1 (data-parallel replicas), not TP, PP = {layout}")
+    if layout[1] != 1:
+        raise ValueError(f"PPO runs with PP = 1, not {layout[1]} (preflight says so)")
     with world_of_one(), model_parallel(*layout, seed=ppo.seed):
         replicas = Replicas.from_parallel_state()
         models, rm_used = build_models(ppo, cfg.model, policy_path, rm_root)
@@ -66,7 +66,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
     }
     if result.status != "completed":
         return StageResult(result.status, metrics=metrics, outputs={"checkpoint": result.checkpoint})
-    if ctx.rank == 0:
+    if replicas.writer:
         write_json(ctx.stage_dir / "eval.json", {"initial": result.initial_eval, "final": result.final_eval})
     metrics.update({f"eval_initial/{k}": v for k, v in result.initial_eval.items()})
     metrics.update({f"eval_final/{k}": v for k, v in result.final_eval.items()})

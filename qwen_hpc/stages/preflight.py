@@ -132,32 +132,54 @@ def check_evaluate_layout(stage: str, cfg: QwenConfig, world: int) -> None:
 
 
 def check_rlhf_layout(stage: str, cfg: QwenConfig) -> None:
-    """The RLHF stages' layout: TP = PP = 1 today (`<stage>.tensor_model_parallel_size` /
-    `pipeline_model_parallel_size`, null: pretrain.train's), and every data-parallel replica must get an
-    equal, non-empty share of each batch (reward pairs per step, PPO prompts per step)."""
+    """The RLHF stages' layout (`<stage>.tensor_model_parallel_size` / `pipeline_model_parallel_size`, null:
+    pretrain.train's): TP splits the model and the job's ranks, PP = 1 (the loops run no pipeline schedule),
+    and every data-parallel replica (world / TP of them) gets an equal, non-empty share of each batch
+    (reward pairs per step, PPO prompts and ptx rows per step)."""
     section = getattr(cfg, stage)
     world = job_world_size(cfg, stage)
     tp, pp = section.layout(cfg.pretrain.train)
     where = f"parallel layout of stage {stage} (world size {world} = {stage}.resources/launcher nodes × tasks_per_node)"
-    for name, value in (("tensor_model_parallel_size", tp), ("pipeline_model_parallel_size", pp)):
-        if value != 1:
-            key = (f"{stage}.{name}={value}" if getattr(section, name) is not None
-                   else f"pretrain.train.{name}={value} (inherited: {stage}.{name} is null)")
+
+    def key(name: str, value: int) -> str:
+        if getattr(section, name) is not None:
+            return f"{stage}.{name}={value}"
+        return f"pretrain.train.{name}={value} (inherited: {stage}.{name} is null)"
+
+    if pp != 1:
+        raise PreflightError(
+            f"{where}: {key('pipeline_model_parallel_size', pp)}, but the RLHF stages run PP = 1 (the four "
+            f"models are sharded by TP only): set {stage}.pipeline_model_parallel_size=1"
+        )
+    model = cfg.model
+    sizes = {"num_attention_heads": model.num_attention_heads, "ffn_hidden_size": model.ffn_hidden_size}
+    if model.padded_vocab_size is not None:
+        sizes["padded_vocab_size"] = model.padded_vocab_size
+    for name, value in sizes.items():
+        if value % tp:
+            raise PreflightError(f"{where}: {key('tensor_model_parallel_size', tp)} must divide model's {name}={value}")
+    if world % tp:
+        raise PreflightError(f"{where}: world size {world} must be divisible by {key('tensor_model_parallel_size', tp)}")
+    handed = {"reward_model": ("reward_model_pmp", "init_checkpoint"), "ppo": ("reward_model", "reward_checkpoint")}
+    if stage in handed and not getattr(section, handed[stage][1]):  # starts from the upstream RLHF checkpoint
+        up = handed[stage][0]
+        up_tp = getattr(cfg, up).layout(cfg.pretrain.train)[0]
+        if up_tp != tp:
+            up_key = (f"{up}.tensor_model_parallel_size={up_tp}" if getattr(cfg, up).tensor_model_parallel_size
+                      else f"{up_tp} (pretrain.train's: {up}.tensor_model_parallel_size is null)")
             raise PreflightError(
-                f"{where}: {key}, but the RLHF stages run TP = PP = 1 today (each rank holds whole models; "
-                f"the ranks split the batches): set {stage}.{name}=1 (docs/rlhf-memory.md has the 7B plan)"
+                f"{where}: {key('tensor_model_parallel_size', tp)}, but it starts from the {up} checkpoint written "
+                f"at TP {up_key}: an RLHF checkpoint loads at the TP size that wrote it (give both stages one TP)"
             )
-    if stage == "ppo":
-        checks = [("prompts_per_step", section.prompts_per_step)]
-        if section.ptx_coef > 0:
-            checks.append(("ptx_batch_size", section.ptx_batch_size))
-    else:
-        checks = [("batch_size", section.batch_size)]
+    replicas = world // tp
+    checks = [("batch_size", section.batch_size)] if stage != "ppo" else [("prompts_per_step", section.prompts_per_step)]
+    if stage == "ppo" and section.ptx_coef > 0:
+        checks.append(("ptx_batch_size", section.ptx_batch_size))
     for name, value in checks:
-        if value % world:
+        if value % replicas:
             raise PreflightError(
-                f"{where}: {stage}.{name}={value} must be divisible by the {world} data-parallel ranks "
-                "(each takes an equal share of every step)"
+                f"{where}: {stage}.{name}={value} must be divisible by the {replicas} data-parallel replicas "
+                f"(world {world} / TP {tp}; each takes an equal share of every step)"
             )
 
 
