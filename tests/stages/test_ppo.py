@@ -155,14 +155,35 @@ def test_two_data_parallel_ranks_run_ppo_and_resume_after_sigterm(small_run, tmp
     assert len(payload["rng_replicas"]) == 2 and payload["prompt_cursor"] == 4 * 4
 
 
-@pytest.mark.parametrize("experiment", ["qwen_1_8b", "qwen_7b_chat", "qwen_14b", "qwen_72b", "code_qwen_7b"])
-def test_paper_experiments_give_the_rlhf_stages_a_data_parallel_node(experiment) -> None:
-    """The experiment files set TP = PP = 1 for the RLHF stages (pretraining's TP/PP would be inherited and
-    refused) on one node of 8 data-parallel ranks, which preflight accepts (docs/rlhf-memory.md: memory)."""
+def test_ppo_runs_tensor_parallel_over_two_ranks(small_run, tmp_path: Path) -> None:
+    """PPO at `ppo.tensor_model_parallel_size=2` (one replica over 2 ranks): policy and reference resharded
+    from the SFT checkpoint, the value model SFT + a fresh head (no reward checkpoint at this TP: the rule
+    reward), rollouts from the gathered logits, log-probs that agree with the generator's, one checkpoint file
+    per TP rank."""
+    extra = [*FAST, "ppo.reward=rule", "ppo.steps=2", "ppo.value_warmup_steps=1", "ppo.ptx_batch_size=2",
+             "ppo.resources.tasks_per_node=2", "ppo.tensor_model_parallel_size=2",
+             f"ppo.reward_checkpoint={tmp_path / 'none'}"]
+    args = [a.replace("launcher=debug", "launcher=local") for a in _root_with_upstream(small_run, tmp_path)]
+    run_qwen(["ppo", *args, *extra])
+    stage = tmp_path / "small" / "ppo"
+    steps = _steps(stage)
+    assert sorted(steps) == [1, 2] and steps[1]["kl"] == 0.0
+    assert all(r["logprob_gap_generator"] < 1e-4 for r in steps.values())  # trainer and generator agree
+    assert math.isfinite(steps[2]["policy_loss"]) and math.isfinite(steps[2]["value_loss"])
+    latest = rstate.latest(stage / "checkpoints")
+    assert (latest / "state.pt").is_file() and (latest / "state_tp1.pt").is_file()
+
+
+@pytest.mark.parametrize(("experiment", "tp", "ranks"), [("qwen_1_8b", 2, 8), ("qwen_7b_chat", 8, 8), ("qwen_14b", 8, 8),
+                                                         ("qwen_72b", 8, 8), ("code_qwen_7b", 8, 8)])
+def test_paper_experiments_give_the_rlhf_stages_a_layout_that_fits(experiment, tp, ranks) -> None:
+    """The experiment files set the RLHF stages' TP (one value for the chain PMP -> RM -> PPO) and PP = 1 on
+    one node (pretraining's TP/PP would be inherited otherwise), which preflight accepts
+    (docs/rlhf-memory.md: memory)."""
     from qwen_hpc.config.compose import load
     from qwen_hpc.stages.preflight import check_rlhf_layout, job_world_size
 
     _, cfg = load([f"experiment={experiment}", "launcher=slurm"])
     for stage in ("reward_model_pmp", "reward_model", "ppo"):
-        assert getattr(cfg, stage).layout(cfg.pretrain.train) == (1, 1) and job_world_size(cfg, stage) == 8
+        assert getattr(cfg, stage).layout(cfg.pretrain.train) == (tp, 1) and job_world_size(cfg, stage) == ranks
         check_rlhf_layout(stage, cfg)

@@ -68,35 +68,50 @@ DP_FEW = ["reward_model_pmp.synthetic.train_pairs=32", "reward_model_pmp.synthet
           "reward_model_pmp.hh_rlhf_eval=[]", "reward_model_pmp.save_interval=0", "logger=none"]
 
 
-def test_two_data_parallel_ranks_train_what_one_process_trains(small_run, tmp_path: Path) -> None:
-    """reward_model_pmp as a 2-task job (launcher=local, gloo): each rank takes its half of every batch of
-    pairs and the gradients are summed, so losses, train and held-out accuracy and the final weights are the
-    one-process run's to float rounding; only rank 0 logs and writes."""
+def test_two_ranks_data_or_tensor_parallel_train_what_one_process_trains(small_run, tmp_path: Path) -> None:
+    """reward_model_pmp as 2-task jobs (launcher=local, gloo) against one process. Data parallel: each rank
+    takes its half of every batch of pairs and the gradients are summed. Tensor parallel
+    (`reward_model_pmp.tensor_model_parallel_size=2`): the two ranks hold halves of every layer (the SFT
+    checkpoint resharded on load) and the scalar head whole. Both give the one-process losses, train and
+    held-out accuracy and final weights to float rounding; only rank 0 logs."""
     import torch
 
     small_run.stage("sft")
-    for name in ("one", "two"):
+    runs = {"one": [], "dp": ["reward_model_pmp.resources.tasks_per_node=2"],
+            "tp": ["reward_model_pmp.resources.tasks_per_node=2", "reward_model_pmp.tensor_model_parallel_size=2"]}
+    for name, extra in runs.items():
         for stage in ("tokenizer", "sft"):
             shutil.copytree(small_run.run_dir / stage, tmp_path / name / "small" / stage)
-    args = small_run.args(*DP_FEW)
-    run_qwen(["reward-model-pmp", *args, f"run.root={tmp_path / 'one'}"])
-    run_qwen(["reward-model-pmp", *[a.replace("launcher=debug", "launcher=local") for a in args],
-              f"run.root={tmp_path / 'two'}", "reward_model_pmp.resources.tasks_per_node=2"])
-    one, two = (tmp_path / name / "small" / "reward_model_pmp" for name in ("one", "two"))
-    assert read_json(two / "_SUCCESS.json")["metrics"]["data_parallel_size"] == 2
-    assert len(list((two / "logs").glob("*/*_1_log.err"))) == 1  # the second rank ran as its own process
-    alone, split = ([r for r in read_jsonl(d / "metrics.jsonl") if "loss" in r] for d in (one, two))
-    assert [r["step"] for r in split] == [r["step"] for r in alone] == [1, 2]  # rank 0 logs, once per step
-    for a, b in zip(alone, split, strict=True):
-        assert math.isclose(a["loss"], b["loss"], rel_tol=1e-5) and a["train_accuracy"] == b["train_accuracy"]
-        assert math.isclose(a["grad_norm"], b["grad_norm"], rel_tol=1e-4)
-    held = [read_json(d / "eval.json")["heldout"] for d in (one, two)]
-    assert held[0]["accuracy"] == held[1]["accuracy"] and held[1]["pairs"] == 12
-    assert math.isclose(held[0]["mean_margin"], held[1]["mean_margin"], rel_tol=1e-4, abs_tol=1e-6)
-    w1, w2 = (rstate.load(rstate.latest(d / "checkpoints")) for d in (one, two))
+        args = small_run.args(*DP_FEW, f"run.root={tmp_path / name}", *extra)
+        launcher = "launcher=local" if extra else "launcher=debug"  # a 2-task job / this process
+        run_qwen(["reward-model-pmp", *(a.replace("launcher=debug", launcher) for a in args)])
+    one, dp, tp = (tmp_path / name / "small" / "reward_model_pmp" for name in runs)
+    assert read_json(dp / "_SUCCESS.json")["metrics"]["data_parallel_size"] == 2
+    assert read_json(tp / "_SUCCESS.json")["metrics"]["data_parallel_size"] == 1
+    for split in (dp, tp):
+        assert len(list((split / "logs").glob("*/*_1_log.err"))) == 1  # the second rank ran as its own process
+    alone = [r for r in read_jsonl(one / "metrics.jsonl") if "loss" in r]
+    for split in (dp, tp):
+        records = [r for r in read_jsonl(split / "metrics.jsonl") if "loss" in r]
+        assert [r["step"] for r in records] == [r["step"] for r in alone] == [1, 2]  # rank 0 logs, once per step
+        for a, b in zip(alone, records, strict=True):
+            assert math.isclose(a["loss"], b["loss"], rel_tol=1e-5) and a["train_accuracy"] == b["train_accuracy"]
+            assert math.isclose(a["grad_norm"], b["grad_norm"], rel_tol=1e-4)
+        held = [read_json(d / "eval.json")["heldout"] for d in (one, split)]
+        assert held[0]["accuracy"] == held[1]["accuracy"] and held[1]["pairs"] == 12
+        assert math.isclose(held[0]["mean_margin"], held[1]["mean_margin"], rel_tol=1e-4, abs_tol=1e-6)
+    w1, w2 = (rstate.load(rstate.latest(d / "checkpoints")) for d in (one, dp))
     for key, value in w1["lm"].items():
         assert torch.allclose(value, w2["lm"][key], atol=1e-6), key
     assert torch.allclose(w1["head"]["weight"], w2["head"]["weight"], atol=1e-6)
+    shards = rstate.latest(tp / "checkpoints")  # one file per TP rank
+    rank0, rank1 = (torch.load(shards / f, weights_only=False) for f in ("state.pt", "state_tp1.pt"))
+    name = "decoder.layers.0.mlp.linear_fc2.weight"  # row-parallel: each rank holds half of the input columns
+    assert rank0["lm"][name].shape[1] * 2 == w1["lm"][name].shape[1]
+    assert torch.allclose(torch.cat([rank0["lm"][name], rank1["lm"][name]], 1), w1["lm"][name], atol=1e-5)
+    assert torch.allclose(rank0["head"]["weight"], w1["head"]["weight"], atol=1e-5)  # the head whole on each rank
+    with pytest.raises(ValueError, match="written at tensor_model_parallel_size=2; this job runs at 1"):
+        rstate.load(shards)
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_fails_before_submission(small_run, tmp_path: Path) -> None:
@@ -104,17 +119,19 @@ def test_a_batch_that_does_not_split_over_the_ranks_fails_before_submission(smal
     proc = run_qwen(["reward-model-pmp", *args, f"run.root={tmp_path}", "reward_model_pmp.resources.tasks_per_node=3"],
                     check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "reward_model_pmp.batch_size=16 must be divisible by the 3 data-parallel ranks" in proc.stderr
+    assert "reward_model_pmp.batch_size=16 must be divisible by the 3 data-parallel replicas" in proc.stderr
     assert not (tmp_path / "small" / "reward_model_pmp").exists()
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["reward_model.tensor_model_parallel_size=2"],
-     "reward_model.tensor_model_parallel_size=2, but the RLHF stages run TP = PP = 1 today"),
+    (["reward_model.tensor_model_parallel_size=2", "reward_model.resources.tasks_per_node=2"],
+     "reward_model.tensor_model_parallel_size=2, but it starts from the reward_model_pmp checkpoint written at TP 1"),
+    (["reward_model.tensor_model_parallel_size=3", "reward_model_pmp.tensor_model_parallel_size=3"],
+     "reward_model.tensor_model_parallel_size=3 must divide model's num_attention_heads=4"),
     (["pretrain.train.pipeline_model_parallel_size=2"],
      "pretrain.train.pipeline_model_parallel_size=2 (inherited: reward_model.pipeline_model_parallel_size is null)"),
 ])
-def test_rlhf_layouts_other_than_data_parallel_are_named_in_preflight(overrides, message) -> None:
+def test_impossible_rlhf_layouts_are_named_in_preflight(overrides, message) -> None:
     from qwen_hpc.config.compose import load
     from qwen_hpc.stages.preflight import config_problems
 
