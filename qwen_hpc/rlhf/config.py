@@ -84,9 +84,9 @@ class RewardModelConfig:
     synthetic: SyntheticPairsConfig = field(default_factory=SyntheticPairsConfig)
     hh_rlhf_eval: List[str] = field(default_factory=lambda: list(HH_SUBSETS))  # noqa: UP006
     hh_eval_limit: int = 0  # > 0: at most this many held-out HH pairs per subset (CPU budget); 0 = all
-    # the models' layout in this job, the keys pretraining uses (null: pretrain.train's). Today the RLHF loops
-    # run TP = PP = 1 (every rank a whole-model replica; preflight says so for other sizes); the ranks of the
-    # job are data-parallel replicas that split each batch. How the job runs, not what it learns.
+    # the models' layout in this job, the keys pretraining uses (null: pretrain.train's): TP shards the models
+    # (PP must be 1: preflight); the job's ranks / TP are data-parallel replicas that split each batch. How the
+    # job runs, not what it learns.
     tensor_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045 - OmegaConf needs Optional
     pipeline_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045
 
@@ -147,9 +147,9 @@ class PPOConfig:
     system: str = DEFAULT_SYSTEM
     seed: int = 1234
     save_interval: int = runtime(20)
-    # the models' layout in this job, the keys pretraining uses (null: pretrain.train's). Today the RLHF loops
-    # run TP = PP = 1 (every rank a whole-model replica; preflight says so for other sizes); the ranks of the
-    # job are data-parallel replicas that split each batch. How the job runs, not what it learns.
+    # the models' layout in this job, the keys pretraining uses (null: pretrain.train's): TP shards the models
+    # (PP must be 1: preflight); the job's ranks / TP are data-parallel replicas that split each batch. How the
+    # job runs, not what it learns.
     tensor_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045 - OmegaConf needs Optional
     pipeline_model_parallel_size: Optional[int] = runtime(None)  # noqa: UP045
 
