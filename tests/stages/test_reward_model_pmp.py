@@ -98,7 +98,7 @@ def test_two_ranks_data_or_tensor_parallel_train_what_one_process_trains(small_r
             assert math.isclose(a["loss"], b["loss"], rel_tol=1e-5) and a["train_accuracy"] == b["train_accuracy"]
             assert math.isclose(a["grad_norm"], b["grad_norm"], rel_tol=1e-4)
         held = [read_json(d / "eval.json")["heldout"] for d in (one, split)]
-        assert held[0]["accuracy"] == held[1]["accuracy"] and held[1]["pairs"] == 12
+        assert held[0]["accuracy"] == held[1]["accuracy"] and held[0]["pairs"] == held[1]["pairs"] > 8
         assert math.isclose(held[0]["mean_margin"], held[1]["mean_margin"], rel_tol=1e-4, abs_tol=1e-6)
     w1, w2 = (rstate.load(rstate.latest(d / "checkpoints")) for d in (one, dp))
     for key, value in w1["lm"].items():
