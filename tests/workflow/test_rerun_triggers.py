@@ -41,9 +41,9 @@ RUNTIME_CHANGES: dict[str, list[str]] = {
     "logger": ["logger=none"],
     **{f"{s}.resources": [f"{s}.resources.timeout_min=77"] for s in (*DAG_STAGES, "import_hf")},
     "math_evaluate.sandbox.workers": ["math_evaluate.sandbox.workers=1"],
-    # the evaluation layout (null = pretraining's): how the model is split, not what it predicts
+    # the evaluation and RLHF layouts (null = pretraining's): how the models are split, not what they compute
     **{f"{s}.{k}_model_parallel_size": [f"{s}.{k}_model_parallel_size=1"]
-       for s in ("evaluate", "math_evaluate") for k in ("tensor", "pipeline")},
+       for s in ("evaluate", "math_evaluate", "reward_model_pmp", "reward_model", "ppo") for k in ("tensor", "pipeline")},
     **{f"{s}.save_interval": [f"{s}.save_interval=11"] for s in ("reward_model_pmp", "reward_model", "ppo")},
     **{f"{s}.train.{key}": [f"{s}.train.{key}={value}"] for s in ("pretrain", "sft", "code_pretrain", "code_sft", "math_sft") for key, value in (
         ("log_interval", 7), ("eval_interval", 25), ("save_interval", 33), ("keep_last_checkpoints", 5),
