@@ -108,7 +108,10 @@ def test_two_ranks_data_or_tensor_parallel_train_what_one_process_trains(small_r
     rank0, rank1 = (torch.load(shards / f, weights_only=False) for f in ("state.pt", "state_tp1.pt"))
     name = "decoder.layers.0.mlp.linear_fc2.weight"  # row-parallel: each rank holds half of the input columns
     assert rank0["lm"][name].shape[1] * 2 == w1["lm"][name].shape[1]
-    assert torch.allclose(torch.cat([rank0["lm"][name], rank1["lm"][name]], 1), w1["lm"][name], atol=1e-5)
+    # the halves put together are the one-process weights: to rounding, except where Adam divided a gradient
+    # near 0 by its own size (an update of up to lr per step either way): at most 2 x lr x steps apart
+    diff = (torch.cat([rank0["lm"][name], rank1["lm"][name]], 1) - w1["lm"][name]).abs()
+    assert diff.median() < 1e-6 and diff.max() <= 2 * 5e-4 * 2, (diff.median(), diff.max())
     assert torch.allclose(rank0["head"]["weight"], w1["head"]["weight"], atol=1e-5)  # the head whole on each rank
     with pytest.raises(ValueError, match="written at tensor_model_parallel_size=2; this job runs at 1"):
         rstate.load(shards)
