@@ -22,8 +22,8 @@ def tok() -> QwenTokenizer:
 
 
 def _convs(n: int) -> list:
-    # arithmetic conversations of one or two question/answer turns: several fit one sample
-    return [t.messages[:4] for t in embedded.generate(3, n, held_out=False, weights=(1.0, 0.0, 0.0))]
+    # the first question/answer turn of arithmetic conversations: several fit one sample
+    return [t.messages[:2] for t in embedded.generate(3, n, held_out=False, weights=(1.0, 0.0, 0.0))]
 
 
 def test_pack_best_fit_decreasing() -> None:
