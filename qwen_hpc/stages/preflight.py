@@ -116,10 +116,7 @@ def check_evaluate_layout(stage: str, cfg: QwenConfig, world: int) -> None:
     tp_key = f"{stage}.tensor_model_parallel_size" if own[0] else "pretrain.train.tensor_model_parallel_size"
     pp_key = f"{stage}.pipeline_model_parallel_size" if own[1] else "pretrain.train.pipeline_model_parallel_size"
     model, what = _evaluated_model(cfg)
-    sizes = {"num_attention_heads": model.num_attention_heads, "ffn_hidden_size": model.ffn_hidden_size}
-    if model.padded_vocab_size is not None:
-        sizes["padded_vocab_size"] = model.padded_vocab_size
-    for name, value in sizes.items():
+    for name, value in _tensor_parallel_split_sizes(model).items():
         if value % tp:
             raise ValueError(f"{tp_key}={tp} must divide {what}'s {name}={value}")
     if model.num_layers % pp:
@@ -129,6 +126,14 @@ def check_evaluate_layout(stage: str, cfg: QwenConfig, world: int) -> None:
     problem = benchmark_layout_problem(cfg, stage)
     if problem:
         raise ValueError(problem)
+
+
+def _tensor_parallel_split_sizes(model) -> dict[str, int]:  # noqa: ANN001 - a ModelConfig
+    """The model dimensions tensor parallelism shards, so TP must divide each."""
+    sizes = {"num_attention_heads": model.num_attention_heads, "ffn_hidden_size": model.ffn_hidden_size}
+    if model.padded_vocab_size is not None:
+        sizes["padded_vocab_size"] = model.padded_vocab_size
+    return sizes
 
 
 def check_rlhf_layout(stage: str, cfg: QwenConfig) -> None:
@@ -151,11 +156,7 @@ def check_rlhf_layout(stage: str, cfg: QwenConfig) -> None:
             f"{where}: {key('pipeline_model_parallel_size', pp)}, but the RLHF stages run PP = 1 (the four "
             f"models are sharded by TP only): set {stage}.pipeline_model_parallel_size=1"
         )
-    model = cfg.model
-    sizes = {"num_attention_heads": model.num_attention_heads, "ffn_hidden_size": model.ffn_hidden_size}
-    if model.padded_vocab_size is not None:
-        sizes["padded_vocab_size"] = model.padded_vocab_size
-    for name, value in sizes.items():
+    for name, value in _tensor_parallel_split_sizes(cfg.model).items():
         if value % tp:
             raise PreflightError(f"{where}: {key('tensor_model_parallel_size', tp)} must divide model's {name}={value}")
     if world % tp:
