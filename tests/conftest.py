@@ -122,3 +122,37 @@ def _release_process_groups():
     import gc
 
     gc.collect()
+
+
+# ---- running the suite on several workers (pytest-xdist, `--dist loadgroup`) -------------------------------
+# Most tests drive a tiny model whose matrices are too small to keep two threads busy: one test uses about one
+# core, so CI's two cores run the suite in about half the time on two workers. A group is the unit a worker
+# takes whole: a file (its module fixtures are built once), every Slurm test (they share the node's CPUs, and
+# one measures how many jobs it runs at once), and the files that read the one tiny DAG.
+GROUP_SECONDS = {  # measured on 2 cores, one worker; the costly groups start first so none is left for last
+    "slurm": 1050,
+    "tiny_dag": 750,
+    "tests/stages/test_long_context.py": 400,
+    "tests/stages/test_agent_eval.py": 150,
+    "tests/training/test_parallel.py": 200,
+    "tests/stages/test_evaluate.py": 160,
+    "tests/stages/test_ppo.py": 130,
+    "tests/stages/test_sft.py": 130,
+    "tests/launch/test_multitask_local.py": 80,
+}
+
+
+def _group(item: pytest.Item) -> str:
+    if item.get_closest_marker("slurm") is not None:
+        return "slurm"
+    if "tiny_dag" in getattr(item, "fixturenames", ()):
+        return "tiny_dag"
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = {item.nodeid: _group(item) for item in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    items.sort(key=lambda item: -GROUP_SECONDS.get(groups[item.nodeid], 0))  # stable: files stay together
