@@ -124,35 +124,54 @@ def _release_process_groups():
     gc.collect()
 
 
-# ---- running the suite on several workers (pytest-xdist, `--dist loadgroup`) -------------------------------
+# ---- running the suite on several workers (pytest-xdist) ----------------------------------------------------
 # Most tests drive a tiny model whose matrices are too small to keep two threads busy: one test uses about one
-# core, so CI's two cores run the suite in about half the time on two workers. A group is the unit a worker
-# takes whole: a file (its module fixtures are built once), every Slurm test (they share the node's CPUs, and
-# one measures how many jobs it runs at once), and the files that read the one tiny DAG.
-GROUP_SECONDS = {  # measured on 2 cores, one worker; the costly groups start first so none is left for last
+# core, so CI's two cores run the suite in about half the time on two workers. A group is the unit one worker
+# takes whole: a file (its module fixtures are built once), or the files named in SHARED_GROUPS: the heavy
+# Slurm tests (they share the node's CPUs, and one counts how many jobs it runs at once) and the files that
+# read the one tiny DAG (a session fixture, built once).
+SHARED_GROUPS = {
+    "tests/launch/test_requeue_slurm.py": "slurm",
+    "tests/launch/test_sbatch_slurm.py": "slurm",
+    "tests/workflow/test_dag_slurm.py": "slurm",
+    "tests/workflow/test_dag_local.py": "tiny_dag",
+    "tests/workflow/test_rerun_triggers.py": "tiny_dag",
+}
+GROUP_SECONDS = {  # measured on 2 cores, one worker: the costly groups start first, so none is left for last
     "slurm": 1050,
     "tiny_dag": 750,
     "tests/stages/test_long_context.py": 400,
-    "tests/stages/test_agent_eval.py": 150,
     "tests/training/test_parallel.py": 200,
     "tests/stages/test_evaluate.py": 160,
+    "tests/stages/test_agent_eval.py": 150,
     "tests/stages/test_ppo.py": 130,
     "tests/stages/test_sft.py": 130,
     "tests/launch/test_multitask_local.py": 80,
 }
 
 
-def _group(item: pytest.Item) -> str:
-    if item.get_closest_marker("slurm") is not None:
-        return "slurm"
-    if "tiny_dag" in getattr(item, "fixturenames", ()):
-        return "tiny_dag"
-    return item.nodeid.split("::", 1)[0]
+def test_group(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return SHARED_GROUPS.get(path, path)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201 - xdist's types
+    """Whole groups to a worker (xdist's own `loadgroup` marks no longer reach its scheduler under pytest 9)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    groups = {item.nodeid: _group(item) for item in items}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
-    items.sort(key=lambda item: -GROUP_SECONDS.get(groups[item.nodeid], 0))  # stable: files stay together
+    """Costly groups first (a stable sort: each file's tests keep their order); every heavy Slurm test must be
+    in the `slurm` group, or two workers would run them at once."""
+    strays = sorted({i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slurm")
+                     and i.get_closest_marker("slow") and test_group(i.nodeid) != "slurm"})
+    if strays:
+        raise pytest.UsageError(f"slow Slurm tests outside SHARED_GROUPS['slurm']: {strays}")
+    items.sort(key=lambda item: -GROUP_SECONDS.get(test_group(item.nodeid), 0))
