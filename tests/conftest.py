@@ -12,6 +12,19 @@ from pathlib import Path
 
 import pytest
 
+
+def _share_the_cores() -> None:
+    """Workers of one run share the cores: each process gets its share of threads. Left at torch's default
+    (every core), two workers' OpenMP threads spin against each other and a tiny training step took 10-100x
+    longer on a loaded 2-core machine. Children (`qwen-hpc`, submitit, Slurm jobs) inherit the variable."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores()
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QWEN_HPC_SHARED_ROOT", REPO.parent / "shared"))
 DATA_ROOT = Path(os.environ.get("QWEN_HPC_DATA_ROOT", SHARED / "datasets"))

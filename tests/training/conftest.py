@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from .helpers import write_token_dataset
 
 @pytest.fixture(scope="session", autouse=True)
 def process_group() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the worker's share of the cores
     ensure_process_group("gloo")
 
 
