@@ -100,6 +100,15 @@ def _tensor_type(orig: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _install() -> None:
+    # torch's `with torch.device(...)` context recognises tensor factories by identity, in a set it builds on
+    # first use and caches for the life of the process (torch.utils._device._device_constructors). Built
+    # while our wrappers stand in for torch.zeros & co., the set would hold the wrappers, and once the
+    # originals come back every later `with torch.device("meta")` would silently allocate on the CPU
+    # instead (transformers' from_pretrained then leaves its rotary inv_freq uninitialised). Build it first.
+    from torch.utils._device import _device_constructors
+
+    _device_constructors()
+
     def patch(owner: Any, name: str, new: Any) -> None:
         _saved.append((owner, name, getattr(owner, name)))
         setattr(owner, name, new)

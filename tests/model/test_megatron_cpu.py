@@ -28,3 +28,16 @@ def test_shims_redirect_cuda_and_restore() -> None:
     assert not shims_active()
     assert (torch.zeros, torch.cuda.current_device, torch.Tensor.cuda, torch.Tensor.type) == originals
     assert torch.zeros(1).type() == "torch.FloatTensor"
+
+
+def test_device_contexts_still_work_after_shims_were_active_under_one() -> None:
+    """A model built on the meta device inside the shims (as `count_built_parameters` does) must not leave
+    torch's device context blind to the real factories afterwards: transformers' `from_pretrained` builds on
+    `torch.device("meta")` and then left the rotary `inv_freq` buffer as uninitialised memory."""
+    from torch.utils._device import _device_constructors
+
+    _device_constructors.cache_clear()  # as in a fresh process whose first device context is inside the shims
+    with cpu_shims(), torch.device("meta"):
+        assert torch.zeros(2).device.type == "meta"
+    with torch.device("meta"):
+        assert torch.empty(1).device.type == "meta" and torch.nn.Linear(2, 2).weight.device.type == "meta"
