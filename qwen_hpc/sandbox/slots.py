@@ -9,6 +9,7 @@ lock is released by the kernel.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import tempfile
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 UID_BASE = 61000
 UID_COUNT = 512
@@ -73,14 +76,19 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-def kill_uid(uid: int, rounds: int = 200) -> None:
-    """SIGKILL every process of a slot uid and wait (up to ~2 s) until none is left, zombies included:
-    daemons a run left behind in rlimits mode, or a bwrap namespace still being torn down. A uid is only
-    handed to the next run once it owns nothing."""
-    for _ in range(rounds):
+def kill_uid(uid: int, timeout_s: float = 10.0) -> bool:
+    """SIGKILL every process of a slot uid and wait until none is left, zombies included: daemons a run left
+    behind in rlimits mode, a fork bomb still forking, or a bwrap namespace still being torn down. A uid is
+    only handed to the next run once it owns nothing. The wait is wall time, not a count of rounds: on a
+    loaded machine a fork bomb's thousands of processes take seconds to die. False if some outlived it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
         pids = processes_of(uid)
         if not pids:
-            return
+            return True
+        if time.monotonic() > deadline:
+            log.warning("sandbox uid %d still owns %d processes after %.0f s of SIGKILL", uid, len(pids), timeout_s)
+            return False
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
