@@ -102,6 +102,31 @@ def job_rank() -> int:
     return 0
 
 
+def local_world_size() -> int:
+    """Tasks of this job on this node: torchrun's and submitit's LOCAL_WORLD_SIZE, else Slurm's per-node count."""
+    for var in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def share_cpu_threads() -> int | None:
+    """Give each of the node's tasks its share of the CPUs this process may run on, as torchrun does.
+
+    torch sizes its intra-op pool to every core it sees; N tasks of one job on one node (the local
+    executor, or Slurm without per-task binding) would each take all of them and oversubscribe the CPU
+    many times over. A user's OMP_NUM_THREADS always wins. Returns the thread count set, or None.
+    """
+    tasks = local_world_size()
+    if tasks <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")  # what Slurm allotted each task, bound or not
+    threads = int(per_task) if per_task.isdigit() else max(1, len(os.sched_getaffinity(0)) // tasks)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def ensure_process_group(backend: str | None = None, timeout_s: int = 600) -> DistInfo:
     """Initialise the default process group once; later calls return the same description."""
     backend = backend or default_backend()
@@ -116,6 +141,7 @@ def ensure_process_group(backend: str | None = None, timeout_s: int = 600) -> Di
                 MASTER_ADDR="127.0.0.1",
                 MASTER_PORT=str(_free_port()),
             )
+        share_cpu_threads()
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
