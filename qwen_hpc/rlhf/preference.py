@@ -9,9 +9,11 @@ Formats read, per record (`auto` detects them):
 A record that fits neither is reported (file, line, reason) and counted, never silently dropped.
 
 For `tiny`, `synthetic_pairs` builds verifiable pairs from the SFT embedded task set's arithmetic and
-follow-up conversations: chosen = the correct final reply, rejected = a wrong one (the reply to another
-question of the same kind, or an arithmetic result that is off). Docstring questions are left out: whether a
-sentence is a held-out function's docstring can only be known by having read that function, not checked.
+follow-up conversations: chosen = the correct final reply; rejected = a verifiably wrong one of two kinds,
+`other_question` (the reply to another question of the same kind: an equation that is right but does not
+answer this question) or `wrong_result` (this question's own equation with a result off by 1 to 20:
+checking it takes the sum itself, the hard kind for a tiny model). Docstring questions are left out: whether
+a sentence is a held-out function's docstring can only be known by having read that function, not checked.
 """
 
 from __future__ import annotations

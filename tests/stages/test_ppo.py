@@ -43,7 +43,7 @@ def _steps(stage: Path) -> dict[int, dict]:
 def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path) -> None:
     args = _root_with_upstream(small_run, tmp_path)
     run_qwen(["ppo", *args, "ppo.reward=rule", "ppo.steps=20", "ppo.value_warmup_steps=3",
-              "ppo.prompts_per_step=4", "ppo.max_new_tokens=12", "ppo.heldout_prompts=16"])
+              "ppo.prompts_per_step=4", "ppo.max_new_tokens=14", "ppo.heldout_prompts=16"])
     stage = tmp_path / "small" / "ppo"
     steps = _steps(stage)
     assert sorted(steps) == list(range(1, 21))
