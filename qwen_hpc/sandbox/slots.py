@@ -76,6 +76,27 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
+def leftover_processes(base: int = UID_BASE, count: int = UID_COUNT) -> dict[int, list[int]]:
+    """Processes of slot uids that no run holds: what some run left behind. A uid's processes while its run
+    holds the slot's lock (other sandboxes working at the same time, in this process or another) are not
+    leftovers; the lock is taken, without waiting, only to look."""
+    found = {}
+    for uid in range(base, base + count):
+        if not processes_of(uid):
+            continue
+        fd = os.open(_lock_dir() / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            pids = processes_of(uid)  # listed again under the lock: the run may have swept it meanwhile
+        except BlockingIOError:
+            pids = []  # a run holds this uid now
+        finally:
+            os.close(fd)
+        if pids:
+            found[uid] = pids
+    return found
+
+
 def kill_uid(uid: int, timeout_s: float = 10.0) -> bool:
     """SIGKILL every process of a slot uid and wait until none is left, zombies included: daemons a run left
     behind in rlimits mode, a fork bomb still forking, or a bwrap namespace still being torn down. A uid is
