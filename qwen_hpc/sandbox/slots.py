@@ -30,6 +30,11 @@ def _lock_dir() -> Path:
     return path
 
 
+def _lock_path(directory: Path, uid: int) -> Path:
+    """The file whose exclusive lock a run holds on `uid` for its whole life, sweep included."""
+    return directory / f"{uid}.lock"
+
+
 @contextmanager
 def uid_slot(sweep: bool = True, base: int = UID_BASE, count: int = UID_COUNT,
              wait_s: float = 60.0) -> Iterator[int]:
@@ -40,7 +45,7 @@ def uid_slot(sweep: bool = True, base: int = UID_BASE, count: int = UID_COUNT,
     while True:
         for offset in range(count):
             uid = base + (start + offset) % count
-            fd = os.open(directory / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(_lock_path(directory, uid), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -58,9 +63,9 @@ def uid_slot(sweep: bool = True, base: int = UID_BASE, count: int = UID_COUNT,
         time.sleep(0.05)
 
 
-def processes_of(uid: int) -> list[int]:
-    """Pids whose real uid is `uid` (from /proc)."""
-    pids = []
+def processes_by_uid(uids: range) -> dict[int, list[int]]:
+    """Pids per real uid, for the uids in `uids` that own any (one pass over /proc)."""
+    found: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -68,23 +73,27 @@ def processes_of(uid: int) -> list[int]:
             with open(f"/proc/{entry.name}/status", "rb") as handle:
                 for line in handle:
                     if line.startswith(b"Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(entry.name))
+                        uid = int(line.split()[1])
+                        if uid in uids:
+                            found.setdefault(uid, []).append(int(entry.name))
                         break
         except (OSError, ValueError):
             continue
-    return pids
+    return found
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids whose real uid is `uid` (from /proc)."""
+    return processes_by_uid(range(uid, uid + 1)).get(uid, [])
 
 
 def leftover_processes(base: int = UID_BASE, count: int = UID_COUNT) -> dict[int, list[int]]:
     """Processes of slot uids that no run holds: what some run left behind. A uid's processes while its run
     holds the slot's lock (other sandboxes working at the same time, in this process or another) are not
     leftovers; the lock is taken, without waiting, only to look."""
-    found = {}
-    for uid in range(base, base + count):
-        if not processes_of(uid):
-            continue
-        fd = os.open(_lock_dir() / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    found, directory = {}, _lock_dir()
+    for uid in processes_by_uid(range(base, base + count)):
+        fd = os.open(_lock_path(directory, uid), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             pids = processes_of(uid)  # listed again under the lock: the run may have swept it meanwhile

@@ -22,12 +22,6 @@ from tests.sandbox.conftest import TIGHT, Sandbox
 pytestmark = pytest.mark.usefixtures("still_works")
 
 
-def _slot_processes() -> dict[int, list[int]]:
-    """Processes of sandbox uids no run holds (none may outlive its run); sandboxes that other tests or
-    pytest workers run at the same moment hold their uids and do not count."""
-    return leftover_processes()
-
-
 def test_fork_bomb(sandbox: Sandbox) -> None:
     iso = sandbox.iso
     if os.geteuid() == 0 and not iso.own_uid:
@@ -36,7 +30,7 @@ def test_fork_bomb(sandbox: Sandbox) -> None:
     result = sandbox(code, limits=replace(TIGHT, wall_s=5))
     assert result.status is Status.TIMEOUT, result
     assert "time limit" in result.reason
-    assert not _slot_processes()  # nothing of the bomb survived the run
+    assert not leftover_processes()  # nothing of the bomb survived the run
 
     plain = sandbox("import os\nwhile True:\n    os.fork()\n", limits=replace(TIGHT, wall_s=5))
     assert plain.status in (Status.FAILED, Status.TIMEOUT), plain
@@ -172,4 +166,4 @@ def test_daemons_left_behind_are_killed(sandbox: Sandbox) -> None:
     result = sandbox(code, limits=TIGHT)
     assert result.passed and result.stdout == "parent done\n", result
     if sandbox.iso.own_uid:
-        assert not _slot_processes()
+        assert not leftover_processes()
