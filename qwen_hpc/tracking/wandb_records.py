@@ -65,9 +65,15 @@ class OfflineRun:
 
 
 def read_offline_run(run_dir: Path) -> OfflineRun:
-    (log_file,) = Path(run_dir).glob("run-*.wandb")
-    run = OfflineRun(Path(run_dir))
-    for raw in _records(log_file):
+    """The run's records; its id from the directory's name (`offline-run-<time>-<id>`) when the run record
+    itself was never written (a job SIGKILLed before W&B's writer flushed its first block)."""
+    run = OfflineRun(Path(run_dir), run_id=Path(run_dir).name.rsplit("-", 1)[-1])
+    log_files = sorted(Path(run_dir).glob("run-*.wandb"))
+    if not log_files:  # killed before W&B created its log file
+        return run
+    if len(log_files) > 1:
+        raise ValueError(f"{run_dir} holds {len(log_files)} W&B logs, expected one")
+    for raw in _records(log_files[0]):
         record = wandb_internal_pb2.Record()
         try:
             record.ParseFromString(raw)
