@@ -154,13 +154,21 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
 
     Impossible settings (layout, launcher/Slurm) fail; missing inputs (source files, vocabularies, an
     upstream stage's output not produced by a stage validated with it) fail too, unless `--no-inputs`,
-    which reports them and passes."""
+    which reports them and passes. The whole DAG is what `snakemake` plans (`plan.planned_stages`): a
+    branch that `recipe.missing_data=skip` leaves out for want of its data is reported, not checked."""
     from qwen_hpc.stages.base import MARKER, stage_dir, upstream_lineages
+    from qwen_hpc.stages.plan import left_out_branches, planned_stages
     from qwen_hpc.stages.preflight import config_problems, input_problems
     from qwen_hpc.stages.registry import get_stage
 
+    left_out: dict[str, list[str]] = {}
     if not stages:
-        stages = [s for s in STAGE_NAMES if s != "import_hf" or cfg.import_hf.hf_path]
+        left_out = left_out_branches(cfg)
+        planned = planned_stages(cfg, left_out)
+        stages = [s for s in STAGE_NAMES if s in planned or (s == "import_hf" and cfg.import_hf.hf_path)]
+        for switch, why in left_out.items():
+            print(f"qwen-hpc: recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(why)}",
+                  file=sys.stderr)
     errors, missing = [], []
     for stage in stages:
         errors += [f"{stage}: {p}" for p in config_problems(stage, cfg)]
@@ -181,6 +189,7 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
         "experiment": cfg.run.name,
         "launcher": cfg.launcher.kind,
         "stages": stages,
+        "left_out": {f"recipe.{switch}": why for switch, why in left_out.items()},
         "problems": errors,
         "missing_inputs": missing,
         "inputs_checked": check_inputs,

@@ -36,13 +36,14 @@ class SFTData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def check_sft_sources(cfg: SFTConfig) -> None:
-    """Every path of every source names at least one file (before anything is submitted)."""
+def check_sft_sources(cfg: SFTConfig, key: str = "sft") -> None:
+    """Every path of every source names at least one file (before anything is submitted). `key`: the stage's
+    config key (sft, code_sft, math_sft), so the message names the key the user would change."""
     for source in cfg.sources:
         for pattern in source.paths:
             why = describe_missing(pattern)
             if why:
-                raise FileNotFoundError(f"sft.sources[name={source.name!r}].paths: {pattern!r} {why}")
+                raise FileNotFoundError(f"{key}.sources[name={source.name!r}].paths: {pattern!r} {why}")
 
 
 def read_source(source: SFTSourceConfig, counts: SourceCounts, malformed: list[MalformedRecord]) -> list[Conversation]:

@@ -266,7 +266,7 @@ def _source_files(stage: str, cfg: QwenConfig) -> str | None:
         elif stage in SFT_STAGES:
             from qwen_hpc.alignment.dataset import check_sft_sources
 
-            check_sft_sources(getattr(cfg, stage))
+            check_sft_sources(getattr(cfg, stage), key=stage)
         elif stage in ("evaluate", "math_evaluate"):
             check_benchmarks(_as_evaluate(stage, cfg))
         elif stage == "tokenizer" and cfg.tokenizer.kind in ("extend", "load"):
@@ -279,7 +279,7 @@ def _source_files(stage: str, cfg: QwenConfig) -> str | None:
     except PreflightError:
         return None  # a config problem (config_problems)
     except (FileNotFoundError, ValueError) as exc:
-        return f"{stage}: {exc}"
+        return str(exc)  # names its key; callers that check several stages put the stage in front
     return None
 
 

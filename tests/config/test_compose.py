@@ -162,6 +162,28 @@ def test_validate_whole_dag_passes_on_a_fresh_run_and_rejects_launcher_settings(
     assert proc.returncode == 2 and "nodes=2 needs launcher=slurm" in proc.stderr, proc.stderr
 
 
+def test_validate_leaves_out_the_branch_snakemake_leaves_out_for_missing_data(tmp_path: Path) -> None:
+    """A fresh clone with no data root: tiny's Math-Qwen branch has no GSM8K, so `rule all` leaves it out
+    (`recipe.missing_data=skip`) and `validate` checks the same DAG; `missing_data=fail` makes it an error."""
+    from qwen_hpc.stages.plan import planned_stages
+
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    args = ["validate", f"run.root={tmp_path / 'runs'}", f"run.data_root={empty}"]
+    proc = run_qwen(args)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["config"] == "ok" and "math_sft" not in report["stages"] and "math_evaluate" not in report["stages"]
+    assert {"code_pretrain", "code_sft", "ppo", "report"} <= set(report["stages"])
+    (why,) = report["left_out"]["recipe.math_qwen"]
+    assert why.startswith("math_sft: ") and str(empty / "gsm8k" / "train.jsonl") in why
+    assert "recipe.math_qwen left out" in proc.stderr
+    _, cfg = load([f"run.data_root={empty}"])
+    assert report["stages"] == planned_stages(cfg)  # the stages `rule all` builds (workflow/rules/common.smk)
+    strict = run_qwen([*args, "recipe.missing_data=fail"], check=False)
+    assert strict.returncode == 2 and "math_sft: math_sft.sources[name='gsm8k'].paths" in strict.stderr, strict.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_validate_rejects_an_unknown_slurm_partition(tmp_path: Path, require_slurm: None) -> None:
     proc = run_qwen(["validate", "tokenizer", "--no-inputs", f"run.root={tmp_path}", "launcher=slurm",
                      "launcher.partition=no_such_partition"], check=False)

@@ -107,48 +107,27 @@ def check_before_submission(stages):
         raise ValueError("pre-submission checks failed:\n  " + "\n  ".join(problems))
 
 
-# which switch of `recipe` (config/experiment/*.yaml) plans each optional stage
-BRANCH_SWITCH = {
-    "code_pretrain": "code_qwen",
-    "code_sft": "code_qwen",
-    "math_sft": "math_qwen",
-    "math_evaluate": "math_qwen",
-    "reward_model": "rlhf",
-    "ppo": "rlhf",
-}
-ON_DEMAND = ("import_hf",)  # rules that only run when asked for by name
+def _planned_by_the_recipe():
+    """`qwen_hpc.stages.plan.planned_stages`: the one answer `qwen-hpc validate` gives too. A branch left out
+    for want of its data (`recipe.missing_data=skip`) is said on stderr, with what is missing."""
+    import sys
+
+    from qwen_hpc.stages.plan import left_out_branches, planned_stages
+
+    left_out = left_out_branches(CFG)
+    for switch, missing in left_out.items():
+        print(f"recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(missing)}", file=sys.stderr)
+    return set(planned_stages(CFG, left_out))
+
+
+PLANNED_BY_RECIPE = _planned_by_the_recipe()
 
 
 def planned(stage):
-    """Whether the `all` target builds `stage` for this experiment: it exists in this checkout (module and rule
-    file), it is not on demand, and its branch switch (`recipe.<switch>`) is on."""
+    """Whether the `all` target builds `stage` for this experiment: the recipe plans it (on-demand stages and
+    switched-off or data-less branches excluded), and this checkout has its module and rule file."""
     from pathlib import Path
 
-    if stage in ON_DEMAND or not stage_exists(stage):
+    if stage not in PLANNED_BY_RECIPE or not stage_exists(stage):
         return False
-    if not (Path(workflow.basedir) / "rules" / f"{stage}.smk").is_file():
-        return False
-    switch = BRANCH_SWITCH.get(stage)
-    return switch is None or (bool(getattr(CFG.recipe, switch)) and _branch_has_data(switch))
-
-
-_BRANCH_DATA = {}
-
-
-def _branch_has_data(switch):
-    """False (with a warning) when `recipe.missing_data=skip` and a stage of the branch lacks input files."""
-    import sys
-
-    if CFG.recipe.missing_data != "skip":
-        return True
-    if switch not in _BRANCH_DATA:
-        from qwen_hpc.stages.preflight import input_problems
-
-        _BRANCH_DATA[switch] = True
-        for stage in (s for s, sw in BRANCH_SWITCH.items() if sw == switch and stage_exists(s)):
-            missing = input_problems(stage, CFG)
-            if missing:
-                print(f"recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(missing)}", file=sys.stderr)
-                _BRANCH_DATA[switch] = False
-                break
-    return _BRANCH_DATA[switch]
+    return (Path(workflow.basedir) / "rules" / f"{stage}.smk").is_file()
