@@ -95,13 +95,17 @@ def bwrap_prefix(iso: Isolation) -> tuple[str, ...]:
     for hidden in iso.hidden:
         args += ["--tmpfs", hidden]
     made: set[Path] = set()
-    for root in interpreter_roots(iso.python) if iso.hidden else []:
-        under = [Path(h) for h in iso.hidden if Path(root).is_relative_to(h)]
+    # an interpreter under a directory that a tmpfs now covers (a hidden one, or /tmp itself: a venv made
+    # under /tmp) is bound back read-only, or the sandbox could not start it
+    covering = [Path("/tmp"), *map(Path, iso.hidden)]
+    for root in interpreter_roots(iso.python):
+        under = sorted((c for c in covering if Path(root).is_relative_to(c)), key=lambda c: len(c.parts))
         if not under:
             continue
+        innermost = under[-1]
         # bwrap would create the directories between the tmpfs and the bind as 0700: make them 0755
         for parent in reversed(Path(root).parents):
-            if parent.is_relative_to(under[0]) and parent != under[0] and parent not in made:
+            if parent.is_relative_to(innermost) and parent != innermost and parent not in made:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += ["--ro-bind", root, root]

@@ -84,6 +84,31 @@ def test_probe_falls_back_when_a_flag_fails(monkeypatch: pytest.MonkeyPatch) -> 
     assert iso_module._probe_bwrap(isolation("auto").python) == (None, "bwrap not found on PATH")
 
 
+def test_an_interpreter_under_tmp_is_bound_back_over_the_sandbox_tmpfs() -> None:
+    """A clone and its venv under /tmp (an open folder there): the sandbox's empty /tmp must not hide the
+    interpreter, or no sandbox starts and every code test skips with "no safe sandbox"."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    iso_module = importlib.import_module("qwen_hpc.sandbox.isolation")
+    if isolation("auto").mode != "bwrap":
+        pytest.skip(f"bwrap unavailable here: {isolation('auto').reason}")
+    folder = Path(tempfile.mkdtemp(prefix="qwen-hpc-venv-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)  # open to other users: no closed ancestor, so nothing else rebinds it
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
+        python = str(folder / "venv" / "bin" / "python")
+        found, why = iso_module._probe_bwrap(python)
+        assert found is not None, why
+        prefix = iso_module.bwrap_prefix(found)
+        bind = prefix.index(str(folder / "venv"))
+        assert prefix[bind - 1] == "--ro-bind" and bind > prefix.index("/tmp")  # after the tmpfs over /tmp
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_rlimits_mode_refuses_to_run_as_root() -> None:
     """A root program outside namespaces could kill(-1) every process on the machine: never run one."""
     from qwen_hpc.sandbox.isolation import reachable_by_others
