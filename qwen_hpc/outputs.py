@@ -120,8 +120,19 @@ def checkpoints_dir(stage_dir: str | Path) -> Path:
 
 
 def read_metrics(stage_dir: str | Path) -> list[dict[str, Any]]:
-    """A stage's `metrics.jsonl` records in the order they were logged."""
-    return read_jsonl(Path(stage_dir) / METRICS)
+    """A stage's `metrics.jsonl` records in the order they were logged, each step once.
+
+    A job killed after its last checkpoint has logged steps that the resumed job computes and logs again
+    (the file is appended to, never rewritten, so nothing a killed job wrote is lost); a plot of both would
+    run back in time. A record of the same step with the same keys as an earlier one replaces it, in the
+    later record's place; records of one step with other keys (an eval next to a train record) both stay."""
+    records = read_jsonl(Path(stage_dir) / METRICS)
+    last: dict[tuple, int] = {}
+    for index, record in enumerate(records):
+        if "step" in record:
+            last[(record["step"], frozenset(k for k in record if k != "time"))] = index
+    keep = set(last.values())
+    return [r for i, r in enumerate(records) if "step" not in r or i in keep]
 
 
 @dataclass(frozen=True)

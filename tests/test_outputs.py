@@ -65,3 +65,16 @@ def test_read_metrics_skips_a_line_cut_by_a_killed_job(tmp_path: Path) -> None:
     (tmp_path / outputs.METRICS).write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
     assert outputs.read_metrics(tmp_path) == [{"step": 1, "loss": 2.0}]
     assert outputs.read_metrics(tmp_path / "absent") == []
+
+
+def test_read_metrics_keeps_the_resumed_jobs_record_of_a_step_logged_twice(tmp_path: Path) -> None:
+    """Killed at step 3 after a checkpoint at step 1: the resumed job logs steps 2 and 3 again."""
+    lines = [{"step": 1, "loss": 4.0, "time": 1}, {"step": 1, "val_loss": 4.5, "time": 1},
+             {"step": 2, "loss": 3.0, "time": 2}, {"step": 3, "loss": 2.5, "time": 3},
+             {"table": "t", "rows": []},
+             {"step": 2, "loss": 3.0, "time": 9}, {"step": 3, "loss": 2.5, "time": 10}, {"step": 4, "loss": 2.0, "time": 11}]
+    (tmp_path / outputs.METRICS).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    got = outputs.read_metrics(tmp_path)
+    assert [(r.get("step"), r.get("time")) for r in got] == [(1, 1), (1, 1), (None, None), (2, 9), (3, 10), (4, 11)]
+    assert got[1] == {"step": 1, "val_loss": 4.5, "time": 1}  # another record of step 1 with other keys stays
+    assert len((tmp_path / outputs.METRICS).read_text().splitlines()) == len(lines)  # the file is not rewritten
