@@ -64,8 +64,11 @@ class WandbTracker:
         from qwen_hpc.utils.io import write_text
 
         id_file = Path(stage_dir) / RUN_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
-        if not id_file.exists():
+        # the id file outlives a killed job and only a killed job (a changed config moves the stage folder
+        # aside, stages/runner.prepare_stage_dir): when it is there, this start resumes the run
+        resuming = id_file.exists()
+        run_id = id_file.read_text().strip() if resuming else uuid.uuid4().hex[:12]
+        if not resuming:
             write_text(id_file, run_id + "\n")
         wandb_dir = Path(stage_dir) / "wandb"
         wandb_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +97,7 @@ class WandbTracker:
         self.run_id = run_id
         if mode != "offline":  # the server knows where a resumed run stands
             self.last_step = max(self.last_step, int(getattr(self._run, "starting_step", 0) or 0) - 1)
-        if self.last_step >= 0:
+        if resuming:  # also when W&B wrote nothing before the kill (last_step -1): every logged step counts
             self._backfill(Path(stage_dir) / "metrics.jsonl")
             log.info("W&B run %s resumed: logging steps after %d", run_id, self.last_step)
 

@@ -23,6 +23,7 @@ def stage_dir(tmp_path_factory) -> Path:
         # a wide row so the log spans more than one 32 KiB block and chunks are split across blocks
         run.log({"loss": 1.0 / step, "text": "x" * 2000}, step=step)
     run.finish()
+    wandb.teardown()  # finish() may return before W&B's service has written the file's tail: stop the service
     return stage
 
 
@@ -65,3 +66,43 @@ def test_a_run_cut_short_keeps_its_id_and_a_prefix_of_its_steps(stage_dir: Path,
     # the whole run and the cut copy side by side: the highest step W&B wrote across both
     shutil.copytree(whole.path, tmp_path / "wandb" / "wandb" / whole.path.name)
     assert last_written_step(tmp_path, "abc123def456") == STEPS
+
+
+def _tracker(stage: Path):
+    from qwen_hpc.tracking.wandb_tracker import WandbTracker
+
+    return WandbTracker(stage_dir=stage, project="t", experiment="e", stage="pretrain", mode="offline",
+                        entity=None, tags=None, config={})
+
+
+@pytest.mark.parametrize("written_before_kill", [0, 3])
+def test_a_resumed_job_logs_every_step_once_even_when_wandb_wrote_nothing_before_the_kill(
+    tmp_path: Path, written_before_kill: int
+) -> None:
+    """The killed job logged steps 1..5 to metrics.jsonl (synchronously) and checkpointed at step 2; W&B's
+    writer had written `written_before_kill` of them (0: SIGKILL before its first flush, stop 21's CI). The
+    resumed job recomputes from step 3: W&B must end with steps 1..8, each once, under one id."""
+    wandb = pytest.importorskip("wandb")
+    import json
+
+    first = _tracker(tmp_path)
+    for step in range(1, written_before_kill + 1):
+        first.log({"loss": 10.0 - step}, step=step)
+    first.close()
+    wandb.teardown()  # as the killed job's exit: W&B's service has written all it was going to
+    (earlier,) = offline_runs(tmp_path)
+    if written_before_kill == 0:  # as SIGKILL leaves it: the log holds W&B's header and nothing else
+        (log,) = earlier.path.glob("run-*.wandb")
+        log.write_bytes(log.read_bytes()[:HEADER.size])
+    (tmp_path / "metrics.jsonl").write_text("".join(
+        json.dumps({"stage": "pretrain", "time": 0, "step": s, "loss": 10.0 - s}) + "\n" for s in range(1, 6)))
+
+    resumed = _tracker(tmp_path)
+    for step in range(3, 9):  # from the checkpoint at step 2
+        resumed.log({"loss": 10.0 - step}, step=step)
+    resumed.close()
+    wandb.teardown()
+    runs = offline_runs(tmp_path)
+    assert len(runs) == 2 and {r.run_id for r in runs} == {resumed.run_id}
+    assert runs[0].steps + runs[1].steps == list(range(1, 9)), [(r.path.name, r.steps) for r in runs]
+    assert runs[1].history[0]["loss"] == 10.0 - (written_before_kill + 1)
