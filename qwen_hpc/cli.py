@@ -157,7 +157,7 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
     which reports them and passes. The whole DAG is what `snakemake` plans (`plan.planned_stages`): a
     branch that `recipe.missing_data=skip` leaves out for want of its data is reported, not checked."""
     from qwen_hpc.stages.base import MARKER, stage_dir, upstream_lineages
-    from qwen_hpc.stages.plan import left_out_branches, planned_stages
+    from qwen_hpc.stages.plan import left_out_branches, left_out_lines, planned_stages
     from qwen_hpc.stages.preflight import config_problems, input_problems
     from qwen_hpc.stages.registry import get_stage
 
@@ -166,9 +166,8 @@ def _validate(stages: list[str], plain: dict, cfg: QwenConfig, *, check_inputs: 
         left_out = left_out_branches(cfg)
         planned = planned_stages(cfg, left_out)
         stages = [s for s in STAGE_NAMES if s in planned or (s == "import_hf" and cfg.import_hf.hf_path)]
-        for switch, why in left_out.items():
-            print(f"qwen-hpc: recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(why)}",
-                  file=sys.stderr)
+        for line in left_out_lines(left_out):
+            print(f"qwen-hpc: {line}", file=sys.stderr)
     errors, missing = [], []
     for stage in stages:
         errors += [f"{stage}: {p}" for p in config_problems(stage, cfg)]

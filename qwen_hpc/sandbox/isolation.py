@@ -99,10 +99,10 @@ def bwrap_prefix(iso: Isolation) -> tuple[str, ...]:
     # under /tmp) is bound back read-only, or the sandbox could not start it
     covering = [Path("/tmp"), *map(Path, iso.hidden)]
     for root in interpreter_roots(iso.python):
-        under = sorted((c for c in covering if Path(root).is_relative_to(c)), key=lambda c: len(c.parts))
-        if not under:
+        covers = [c for c in covering if Path(root).is_relative_to(c)]
+        if not covers:
             continue
-        innermost = under[-1]
+        innermost = max(covers, key=lambda c: len(c.parts))
         # bwrap would create the directories between the tmpfs and the bind as 0700: make them 0755
         for parent in reversed(Path(root).parents):
             if parent.is_relative_to(innermost) and parent != innermost and parent not in made:

@@ -68,6 +68,12 @@ def left_out_branches(cfg: QwenConfig) -> dict[str, list[str]]:
     return out
 
 
+def left_out_lines(left_out: dict[str, list[str]]) -> list[str]:
+    """What `snakemake` and `qwen-hpc validate` say of each branch `left_out_branches` left out."""
+    return [f"recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(why)}"
+            for switch, why in left_out.items()]
+
+
 def planned_stages(cfg: QwenConfig, left_out: dict[str, list[str]] | None = None) -> list[str]:
     """The stages `rule all` builds for this config, in DAG order: every stage but the on-demand ones, and the
     optional branches only where their `recipe` switch is on and they are not left out for missing data."""

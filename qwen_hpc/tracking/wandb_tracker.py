@@ -20,7 +20,6 @@ into a no-op: the stage's results never depend on observation.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
@@ -105,14 +104,10 @@ class WandbTracker:
         """Steps the killed job wrote to metrics.jsonl (synchronously) but W&B had not written yet (its
         writer died with the job): log them now, so no step is missing from the run. Steps the resumed job
         will recompute (after its checkpoint) are then skipped live, so none is logged twice."""
-        if not metrics_file.is_file():
-            return
+        from qwen_hpc.utils.io import read_jsonl
+
         by_step: dict[int, dict[str, Any]] = {}
-        for line in metrics_file.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line torn by the kill
+        for record in read_jsonl(metrics_file):  # [] if absent; a line torn by the kill is skipped
             step = record.get("step")
             if not isinstance(step, int) or step <= self.last_step or "table" in record:
                 continue

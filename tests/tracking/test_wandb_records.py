@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def test_a_resumed_job_logs_every_step_once_even_when_wandb_wrote_nothing_before
     writer had written `written_before_kill` of them (0: SIGKILL before its first flush, stop 21's CI). The
     resumed job recomputes from step 3: W&B must end with steps 1..8, each once, under one id."""
     wandb = pytest.importorskip("wandb")
-    import json
-
     first = _tracker(tmp_path)
     for step in range(1, written_before_kill + 1):
         first.log({"loss": 10.0 - step}, step=step)

@@ -112,11 +112,11 @@ def _planned_by_the_recipe():
     for want of its data (`recipe.missing_data=skip`) is said on stderr, with what is missing."""
     import sys
 
-    from qwen_hpc.stages.plan import left_out_branches, planned_stages
+    from qwen_hpc.stages.plan import left_out_branches, left_out_lines, planned_stages
 
     left_out = left_out_branches(CFG)
-    for switch, missing in left_out.items():
-        print(f"recipe.{switch} left out (recipe.missing_data=skip): {'; '.join(missing)}", file=sys.stderr)
+    for line in left_out_lines(left_out):
+        print(line, file=sys.stderr)
     return set(planned_stages(CFG, left_out))
 
 
