@@ -24,25 +24,25 @@ from tests.conftest import QWEN, REPO, child_env, run_qwen
 def test_sft_command_trains_from_the_pretrained_checkpoint(small_run) -> None:
     out = small_run.stage("sft")
     metrics = read_json(out / "_SUCCESS.json")["metrics"]
-    assert metrics["iteration"] == 300 and metrics["masking"] == "paper" and metrics["sequences"] == "packing"
+    assert metrics["iteration"] == 2000 and metrics["masking"] == "paper" and metrics["sequences"] == "packing"
     assert metrics["init_checkpoint"].endswith("pretrain/checkpoints")
     assert metrics["last_loss"] < metrics["first_loss"]
     # packing puts several conversations in one sequence (the small run's are ~90 tokens in 128-token sequences)
     assert metrics["data/conversations_per_sample"] > 1.05
     records = read_jsonl(out / "metrics.jsonl")
-    assert [r["step"] for r in records if "loss" in r] == list(range(1, 301))
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 2001))
     assert all(math.isfinite(r["loss"]) and r["loss_tokens_per_s"] > 0 for r in records if "loss" in r)
     assert any("val_loss" in r for r in records)
     assert records[0]["lr"] < records[3]["lr"]  # a fresh warmup, not the pretraining schedule's end
     stats = read_json(out / "data_stats.json")
-    assert stats["sources"]["embedded"]["conversations"] == 4000 and stats["malformed"] == 0
-    assert stats["train"]["kept"] + stats["valid"]["kept"] == 4000
+    assert stats["sources"]["embedded"]["conversations"] == 25000 and stats["malformed"] == 0
+    assert stats["train"]["kept"] + stats["valid"]["kept"] == 25000
     scored = read_json(out / "heldout_eval.json")
-    assert len(scored["replies"]) == 64 and 0.0 <= scored["scores"]["im_end_rate"] <= 1.0
+    assert len(scored["replies"]) == 200 and 0.0 <= scored["scores"]["im_end_rate"] <= 1.0
     assert metrics["heldout/im_end_rate"] == scored["scores"]["im_end_rate"]
     heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     assert len(heldout) == 200 and all("answer" in h for h in heldout)
-    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000300"
+    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0002000"
 
 
 def _copy_upstream(small_run, root: Path) -> None:
@@ -116,7 +116,7 @@ def test_bad_sft_settings_are_rejected_before_anything_runs(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def tiny_sft(small_run) -> dict:
     """The tiny default SFT (the small run's: SMALL sets no SFT key) on the small pretrained base, and greedy
-    held-out replies of the base and of the fine-tuned model to the same 64 held-out conversations."""
+    held-out replies of the base and of the fine-tuned model to the same 200 held-out conversations."""
     from qwen_hpc.alignment.chat_eval import evaluate_heldout
     from qwen_hpc.alignment.embedded import ChatTask
     from qwen_hpc.interop.hf_checkpoint import load_model, single_process_megatron
@@ -126,7 +126,7 @@ def tiny_sft(small_run) -> dict:
     root = small_run.root
     args = [a for a in small_run.args("logger=none") if not a.startswith("run.root=")]
     tasks = [ChatTask(h["kind"], tuple(h["messages"]), h["answer"], True)
-             for h in map(json.loads, (stage / "heldout.jsonl").read_text().splitlines())][:64]
+             for h in map(json.loads, (stage / "heldout.jsonl").read_text().splitlines())]
     tok_dir = root / "small" / "tokenizer"
     tokenizer = TokenizerFiles(next(tok_dir.glob("*.tiktoken")), tok_dir / "special_tokens.json").load()
     with single_process_megatron():

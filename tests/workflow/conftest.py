@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow.helpers import describe, snakemake
+from tests.workflow.helpers import describe, snakemake, tiny_config
 
 
 @pytest.fixture(scope="session")
 def tiny_dag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("dag")
     start = time.perf_counter()
-    proc = snakemake(workdir, "--cores", "2")
+    proc = snakemake(workdir, "--cores", "2", *tiny_config())
     wall = time.perf_counter() - start
     assert proc.returncode == 0, describe(proc)
     (workdir / "wall_s.json").write_text(json.dumps({"tiny_dag_wall_s": round(wall, 1)}))

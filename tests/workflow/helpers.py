@@ -16,6 +16,16 @@ RECIPE_STAGES = (*STAGES, "long_context", "export_hf", "agent_eval", "reward_mod
                  "code_pretrain", "code_sft", *MATH_STAGES)
 
 
+# The tiny DAG the tests build: the tiny experiment with a short SFT (the stage's default trains 2,000 steps for
+# its chat quality, which tests/stages/test_sft.py measures; here only the orchestration is under test)
+TINY_DAG_OVERRIDES = ("sft.train.train_iters=100",)
+
+
+def tiny_config(*overrides: str) -> list[str]:
+    """`--config overrides=...` for a Snakemake call on the tiny DAG: its own overrides, then `overrides`."""
+    return ["--config", f"overrides={' '.join((*TINY_DAG_OVERRIDES, *overrides))}"]
+
+
 def snakemake(workdir: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     """Snakemake from the project root (where profiles are looked up), working in `workdir`."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]

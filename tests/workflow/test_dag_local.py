@@ -10,7 +10,7 @@ import pytest
 
 from qwen_hpc.report.html import read_jsonl
 from qwen_hpc.utils.io import read_json
-from tests.workflow.helpers import MATH_STAGES, RECIPE_STAGES, describe, snakemake
+from tests.workflow.helpers import MATH_STAGES, RECIPE_STAGES, describe, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_every_stage_ran_as_a_submitit_job(tiny_dag: Path) -> None:
 def test_rerunning_a_finished_dag_runs_nothing(tiny_dag: Path) -> None:
     stages = _ran(tiny_dag / "runs" / "tiny")
     markers = {s: (tiny_dag / "runs" / "tiny" / s / "_SUCCESS.json").stat().st_mtime_ns for s in stages}
-    proc = snakemake(tiny_dag, "--cores", "2")
+    proc = snakemake(tiny_dag, "--cores", "2", *tiny_config())
     assert proc.returncode == 0, describe(proc)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert markers == {s: (tiny_dag / "runs" / "tiny" / s / "_SUCCESS.json").stat().st_mtime_ns for s in stages}

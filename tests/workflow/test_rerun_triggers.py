@@ -15,7 +15,7 @@ from qwen_hpc.config.schema import QwenConfig
 from qwen_hpc.stages.runner import check_ready
 from qwen_hpc.utils.config_fields import RUNTIME, iter_fields
 from tests.conftest import run_qwen
-from tests.workflow.helpers import describe, snakemake
+from tests.workflow.helpers import TINY_DAG_OVERRIDES, describe, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ CHAT_STAGES = ("sft", "agent_eval", "reward_model_pmp", "reward_model", "ppo")
 CODE_STAGES = ("code_pretrain", "code_sft")
 MATH_STAGES = ("math_sft", "math_evaluate")  # planned only where ../shared/datasets/gsm8k exists
 DAG_STAGES = (*BASE_STAGES, *CHAT_STAGES, *CODE_STAGES, *MATH_STAGES)
-BASE = ["experiment=tiny", "launcher=local", "run.name=tiny"]
+BASE = ["experiment=tiny", "launcher=local", "run.name=tiny", *TINY_DAG_OVERRIDES]
 
 # One changed value for every field declared `runtime` (how it runs); a new runtime field must be added here.
 RUNTIME_CHANGES: dict[str, list[str]] = {
@@ -102,7 +102,7 @@ def test_a_runtime_knob_leaves_every_stage_up_to_date(tiny_dag: Path, field: str
 def test_all_runtime_knobs_at_once_run_nothing(tiny_dag: Path) -> None:
     changes = _all_runtime_changes()
     markers = {s: (tiny_dag / "runs" / "tiny" / s / "_SUCCESS.json").stat().st_mtime_ns for s in _ran(tiny_dag)}
-    proc = snakemake(tiny_dag, "--cores", "2", "--dry-run", "--config", f"overrides={' '.join(changes)}")
+    proc = snakemake(tiny_dag, "--cores", "2", "--dry-run", *tiny_config(*changes))
     assert proc.returncode == 0, describe(proc)
     assert "Nothing to be done" in proc.stdout + proc.stderr, describe(proc)
     for stage in ("pretrain", "long_context", "export-hf"):
@@ -117,6 +117,6 @@ def test_an_output_knob_reruns_its_stage_and_dependants(tiny_dag: Path, override
     assert stage in _stale(tiny_dag, [override])
     if override.startswith("model.long_context"):  # inference-only: the trained model stays
         assert _stale(tiny_dag, [override]) == {"long_context", "export_hf"}
-    proc = snakemake(tiny_dag, "--cores", "2", "--dry-run", "--config", f"overrides={override}")
+    proc = snakemake(tiny_dag, "--cores", "2", "--dry-run", *tiny_config(override))
     assert proc.returncode == 0, describe(proc)
     assert _planned(proc) == expected & set(_ran(tiny_dag)), describe(proc)
