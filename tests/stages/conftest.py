@@ -37,7 +37,7 @@ SMALL = [
     "evaluate.eval_iters=4",
     "long_context.lengths=[0.5,1,2,4]",
     "long_context.num_documents=2",
-    # sft: the tiny default (300 steps; test_sft's tiny_sft scores it), the policy PMP and PPO start from
+    # sft: the tiny default (2,000 steps; test_sft's tiny_sft scores it), the policy PMP and PPO start from
     "reward_model_pmp.synthetic.train_pairs=1200",
     "reward_model_pmp.epochs=2",
     "reward_model_pmp.lr=5e-4",

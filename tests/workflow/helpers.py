@@ -18,7 +18,7 @@ RECIPE_STAGES = (*STAGES, "long_context", "export_hf", "agent_eval", "reward_mod
 
 # The tiny DAG the tests build: the tiny experiment with a short SFT (the stage's default trains 2,000 steps for
 # its chat quality, which tests/stages/test_sft.py measures; here only the orchestration is under test)
-TINY_DAG_OVERRIDES = ("sft.train.train_iters=100",)
+TINY_DAG_OVERRIDES = ("sft.train.train_iters=100", "sft.heldout_eval=64")
 
 
 def tiny_config(*overrides: str) -> list[str]:
