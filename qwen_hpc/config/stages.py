@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional  # noqa: UP035 - OmegaConf needs typing.Dict
 
 from qwen_hpc.agents.config import AgentEvalConfig
-from qwen_hpc.alignment.config import EmbeddedSFTConfig, SFTConfig
+from qwen_hpc.alignment.config import (
+    EmbeddedSFTConfig,
+    SFTConfig,
+    tiny_chat_optimizer,
+    tiny_chat_tasks,
+    tiny_chat_train,
+)
 from qwen_hpc.config.resources import ResourceOverrides
 from qwen_hpc.data.config import DataConfig
 from qwen_hpc.model.long_context import SETTINGS
@@ -81,31 +87,14 @@ class ContinuedPretrainStageConfig(PretrainStageConfig):
 EVAL_TASKS = ("perplexity", "mmlu", "ceval", "cmmlu", "gsm8k", "math", "humaneval", "mbpp", "bbh")
 
 
-def _tiny_chat_train() -> TrainConfig:
-    """The `sft` stage's own run: long enough for the tiny model to learn the embedded tasks (README: measured
-    held-out arithmetic 0 % before, about a third after); the branches (code_sft, math_sft) keep SFTConfig's."""
-    return TrainConfig(train_iters=2000, eval_interval=250, eval_iters=2, save_interval=250, split="100,0,0")
-
-
-def _tiny_chat_optimizer() -> OptimizerConfig:
-    # linear decay to 0: the tiny model's accuracy climbs as the step shrinks at the end of the run
-    return OptimizerConfig(lr=1.0e-3, min_lr_ratio=0.0, decay_style="linear")
-
-
-def _tiny_chat_tasks() -> EmbeddedSFTConfig:
-    # one pass over the conversations (a second pass measured lower); docstring replies are long and barely
-    # learnable at this size, so they take a tenth of the conversations, not a fifth
-    return EmbeddedSFTConfig(train_conversations=25000, weights=[0.6, 0.3, 0.1])
-
-
 @dataclass
 class SFTStageConfig(SFTConfig):
     """The `sft` stage: SFTConfig with the tiny embedded default's run (config/stage/sft.yaml restates it)."""
 
-    train: TrainConfig = field(default_factory=_tiny_chat_train)
-    optimizer: OptimizerConfig = field(default_factory=_tiny_chat_optimizer)
-    embedded: EmbeddedSFTConfig = field(default_factory=_tiny_chat_tasks)
-    heldout_eval: int = 200  # all held-out conversations: ~120 arithmetic questions, a score to a few points
+    train: TrainConfig = field(default_factory=tiny_chat_train)
+    optimizer: OptimizerConfig = field(default_factory=tiny_chat_optimizer)
+    embedded: EmbeddedSFTConfig = field(default_factory=tiny_chat_tasks)
+    heldout_eval: int = 200  # all held-out conversations: ~146 arithmetic questions, a score to about ±4 points
     resources: ResourceOverrides = runtime(default_factory=ResourceOverrides)
 
 

@@ -57,7 +57,7 @@ def _losses(stage_dir: Path) -> dict[int, float]:
 def test_sigterm_mid_sft_resumes_bit_exact(small_run, tmp_path: Path) -> None:
     small_run.stage("pretrain")
     extra = ["sft.train.train_iters=80", "sft.train.save_interval=0", "sft.heldout_eval=0", "logger=none",
-             "sft.embedded.train_conversations=4000"]  # 80 steps read ~1,500 of them
+             "sft.embedded.train_conversations=4000"]  # 80 steps read ~1,600 of them
     ref_root, run_root = tmp_path / "ref", tmp_path / "run"
     for root in (ref_root, run_root):
         _copy_upstream(small_run, root)
