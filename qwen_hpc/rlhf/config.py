@@ -144,6 +144,8 @@ class PPOConfig:
     prompt_paths: List[str] = field(default_factory=list)  # noqa: UP006 - []: the embedded tasks
     normalize_reward: bool = True  # running mean/std of raw rewards (paper: running mean)
     heldout_prompts: int = 64  # greedy replies to held-out embedded prompts, scored by the rule, at start and end
+    train_prompts: int = 256  # embedded tasks: the training-split prompts PPO draws from (reshuffled each pass)
+    seen_eval_prompts: int = 0  # greedy replies to the first N of those, scored at start and end (0 = off)
     system: str = DEFAULT_SYSTEM
     seed: int = 1234
     save_interval: int = runtime(20)
@@ -168,3 +170,8 @@ class PPOConfig:
             raise ValueError("ppo: kl_coef, value_clip, eps_clip, ptx_coef >= 0 and lam in [0, 1]")
         if self.policy_lr <= 0 or self.value_lr <= 0 or self.micro_batch_size < 1 or self.ppo_epochs < 1:
             raise ValueError("ppo: policy_lr, value_lr > 0; micro_batch_size, ppo_epochs >= 1")
+        if self.train_prompts < 1 or not 0 <= self.seen_eval_prompts <= self.train_prompts:
+            raise ValueError(
+                f"ppo: train_prompts={self.train_prompts} must be >= 1 and seen_eval_prompts="
+                f"{self.seen_eval_prompts} in [0, train_prompts]"
+            )

@@ -53,6 +53,19 @@ def ptx_batch(stream: Sequence[list[int]], step: int, size: int, pad_id: int) ->
     return out
 
 
+def _resume(models: PPOModels, payload: dict, replicas: Replicas) -> tuple[RunningMoments, int, dict]:
+    """Load a PPO checkpoint into the models and optimizers, and this replica's RNG state; returns the reward
+    normalizer, the step and the initial evaluation it holds."""
+    models.policy.load_state_dict(payload["policy"], strict=False)
+    models.value.lm.load_state_dict(payload["value"]["lm"], strict=False)
+    models.value.head.load_state_dict(payload["value"]["head"])
+    models.policy_opt.load_state_dict(payload["policy_opt"])
+    models.value_opt.load_state_dict(payload["value_opt"])
+    ranks = payload.get("rng_replicas") or [payload["rng"]]
+    rstate.set_rng_state(ranks[replicas.rank] if len(ranks) == replicas.size else payload["rng"])
+    return RunningMoments(**payload["normalizer"]), payload["step"], payload.get("initial_eval", {})
+
+
 def run_ppo(
     models: PPOModels,
     tokenizer: Any,
@@ -66,27 +79,30 @@ def run_ppo(
     should_stop: Callable[[], bool],
     log: Callable[[dict, int], None],
     replicas: Replicas | None = None,
+    seen: Sequence[Prompt] = (),
 ) -> PPOResult:
+    """PPO steps until `cfg.steps` (resuming from `ckpt_root`) or a stop request. `heldout` and `seen`
+    (training prompts) are scored greedily before the first step and after the last: `seen/` shows what the
+    loop learns on the prompts it trains on, the held-out figures whether that carries over to questions it
+    never saw."""
     from qwen_hpc.inference.generate import Generator, SamplingConfig
 
     replicas = replicas or Replicas()
     normalizer, step, resumed_from, initial = RunningMoments(), 0, None, {}
     found = rstate.latest(ckpt_root)
     if found is not None:
-        payload = rstate.load(found)
-        models.policy.load_state_dict(payload["policy"], strict=False)
-        models.value.lm.load_state_dict(payload["value"]["lm"], strict=False)
-        models.value.head.load_state_dict(payload["value"]["head"])
-        models.policy_opt.load_state_dict(payload["policy_opt"])
-        models.value_opt.load_state_dict(payload["value_opt"])
-        normalizer = RunningMoments(**payload["normalizer"])
-        ranks = payload.get("rng_replicas") or [payload["rng"]]
-        rstate.set_rng_state(ranks[replicas.rank] if len(ranks) == replicas.size else payload["rng"])
-        step = resumed_from = payload["step"]
-        initial = payload.get("initial_eval", {})
+        normalizer, step, initial = _resume(models, rstate.load(found), replicas)
+        resumed_from = step
     gen_kw = dict(vocab=vocab, generator_cls=Generator, sampling_cls=SamplingConfig, replicas=replicas)
-    if not initial and heldout:
-        initial = greedy_eval(models.policy, tokenizer, heldout, cfg, **gen_kw)
+
+    def evaluate() -> dict[str, float]:
+        out = greedy_eval(models.policy, tokenizer, heldout, cfg, **gen_kw) if heldout else {}
+        if seen:
+            out.update({f"seen/{k}": v for k, v in greedy_eval(models.policy, tokenizer, seen, cfg, **gen_kw).items()})
+        return out
+
+    if not initial and (heldout or seen):
+        initial = evaluate()
         log({f"eval/{k}": v for k, v in initial.items()}, 0)
 
     def checkpoint() -> str:
@@ -125,7 +141,7 @@ def run_ppo(
             path, saved_at = checkpoint(), step
     if saved_at != step:
         path = checkpoint()
-    final = greedy_eval(models.policy, tokenizer, heldout, cfg, **gen_kw) if heldout else {}
+    final = evaluate() if heldout or seen else {}
     if final:
         log({f"eval/{k}": v for k, v in final.items()}, step)
     return PPOResult("completed", step, path, resumed_from, initial, final, metrics)

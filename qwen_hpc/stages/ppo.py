@@ -41,8 +41,9 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
             raise ValueError("ppo.reward=rule needs the embedded tasks: leave ppo.prompt_paths empty")
         prompts, heldout = file_prompts(ppo, data_root), []
     else:
-        prompts = embedded_prompts(ppo.seed, max(4 * ppo.prompts_per_step, 256), held_out=False)
+        prompts = embedded_prompts(ppo.seed, ppo.train_prompts, held_out=False)
         heldout = embedded_prompts(0, ppo.heldout_prompts, held_out=True) if ppo.heldout_prompts else []
+    seen = [] if ppo.prompt_paths else prompts[: ppo.seen_eval_prompts]  # rule-scorable: embedded
     layout = ppo.layout(cfg.pretrain.train)
     if layout[1] != 1:
         raise ValueError(f"PPO runs with PP = 1, not {layout[1]} (preflight says so)")
@@ -52,7 +53,7 @@ def run(cfg: QwenConfig, ctx: StageContext) -> StageResult:
         ptx = ptx_stream(ppo, tok, cfg.model.seq_length, data_root) if ppo.ptx_coef > 0 else []
         try:
             result = run_ppo(
-                models, tok, prompts, heldout, ptx, ppo, vocab=tok.n_vocab,
+                models, tok, prompts, heldout, ptx, ppo, vocab=tok.n_vocab, seen=seen,
                 ckpt_root=outputs.checkpoints_dir(ctx.stage_dir), should_stop=ctx.should_stop,
                 log=lambda m, s: ctx.tracker.log(m, step=s), replicas=replicas,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from qwen_hpc.alignment import embedded
@@ -50,3 +51,10 @@ def test_the_prompt_stream_is_a_pure_function_of_the_cursor() -> None:
     whole = prompts_at(prompts, 0, 25, seed=1)
     assert whole[7:19] == prompts_at(prompts, 7, 12, seed=1)
     assert sorted(id(p) for p in whole[:10]) == sorted(id(p) for p in prompts)
+
+
+def test_a_seen_evaluation_larger_than_the_prompt_pool_is_rejected() -> None:
+    from qwen_hpc.rlhf.config import PPOConfig
+
+    with pytest.raises(ValueError, match=r"train_prompts=8 must be >= 1 and seen_eval_prompts=9 in \[0, train_prompts\]"):
+        PPOConfig(train_prompts=8, seen_eval_prompts=9)

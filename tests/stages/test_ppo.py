@@ -1,5 +1,5 @@
-"""Stage `ppo` through the CLI on the small run: with the rule reward, PPO raises the held-out reward over the
-SFT policy with a bounded KL; the value warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves
+"""Stage `ppo` through the CLI on the small run: with the rule reward, PPO raises the reward of the prompts it
+trains on over the SFT policy with a bounded KL (the held-out raise is `xfail` while not reached); the value warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves
 and the rerun makes the same next rollouts and updates as an uninterrupted run; a reward model that returns
 NaN stops the run with a message."""
 
@@ -36,23 +36,39 @@ def _steps(stage: Path) -> dict[int, dict]:
     return {r["step"]: r for r in read_jsonl(stage / "metrics.jsonl") if "kl" in r}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "from the small run's 2,000-step SFT (greedy held-out reward 0.695 on 64 prompts, 43.8 % right) no rule-reward "
-    "run raised the held-out reward: policy LR 2e-5 / 5e-5 for 20 steps 0.695 / 0.672, 60 steps of 16 prompts "
-    "0.697-0.702 (README); the paper's LR 1e-6 used here leaves the greedy replies unchanged; from the former "
-    "300-step SFT: 0.33-0.44 against 0.444 (issue 16)"))
+# 30 steps of 8 prompts x 4 samples drawn from a pool of 16 training prompts (each seen ~15 times), toy LRs
+RULE_RUN = ["ppo.reward=rule", "ppo.steps=30", "ppo.value_warmup_steps=4", "ppo.prompts_per_step=8",
+            "ppo.samples_per_prompt=4", "ppo.policy_lr=1e-4", "ppo.value_lr=3e-4", "ppo.max_new_tokens=14",
+            "ppo.train_prompts=16", "ppo.seen_eval_prompts=16", "ppo.heldout_prompts=64"]
+
+
 def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path) -> None:
+    """One rule-reward run from the small run's SFT policy. Strict: the loop learns, i.e. the greedy reward and
+    accuracy on the prompts it trains on rise well above the SFT policy's (measured 0.637 -> 0.825, 31 -> 69 %
+    right) with a bounded KL and KL 0 through the value warm-up. The issue's held-out raise is `xfail` when
+    not reached: the toy policy memorises the prompts it is rewarded on and no setting tried so far carried
+    that over to unseen questions (README, "PPO on tiny")."""
     args = _root_with_upstream(small_run, tmp_path)
-    run_qwen(["ppo", *args, "ppo.reward=rule", "ppo.steps=20", "ppo.value_warmup_steps=3",
-              "ppo.prompts_per_step=4", "ppo.max_new_tokens=14", "ppo.heldout_prompts=16"])
+    run_qwen(["ppo", *args, *RULE_RUN])
     stage = tmp_path / "small" / "ppo"
     steps = _steps(stage)
-    assert sorted(steps) == list(range(1, 21))
-    assert all(steps[s]["kl"] == 0.0 and steps[s]["value_warmup"] == 1.0 for s in (1, 2, 3))
+    assert sorted(steps) == list(range(1, 31))
+    assert all(steps[s]["kl"] == 0.0 and steps[s]["value_warmup"] == 1.0 for s in (1, 2, 3, 4))
     assert max(r["kl"] for r in steps.values()) < KL_BOUND
-    assert any(r["kl"] != 0.0 for s, r in steps.items() if s > 4)
+    assert any(r["kl"] != 0.0 for s, r in steps.items() if s > 5)
     report = read_json(stage / "eval.json")
-    assert report["final"]["mean_reward"] > report["initial"]["mean_reward"], report
+    initial, final = report["initial"], report["final"]
+    assert initial["seen/prompts"] == final["seen/prompts"] == 16 and final["prompts"] == 64
+    assert final["seen/mean_reward"] >= initial["seen/mean_reward"] + 0.1, report
+    assert final["seen/accuracy"] > initial["seen/accuracy"], report
+    if final["mean_reward"] <= initial["mean_reward"]:
+        pytest.xfail(
+            f"held-out greedy reward {initial['mean_reward']:.3f} -> {final['mean_reward']:.3f} (accuracy "
+            f"{initial['accuracy']:.3f} -> {final['accuracy']:.3f}) while the trained-on prompts rose "
+            f"{initial['seen/mean_reward']:.3f} -> {final['seen/mean_reward']:.3f}: issue 16's held-out raise "
+            "is not reached on the toy model (README)"
+        )
+    assert final["accuracy"] >= initial["accuracy"], report
 
 
 def test_ppo_logs_every_phase_and_keeps_kl_at_zero_in_warmup(small_run, tmp_path: Path) -> None:
