@@ -47,9 +47,9 @@ def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path
     accuracy on the prompts it trains on rise well above the SFT policy's (measured 0.637 -> 0.825, 31 -> 69 %
     right) with a bounded KL and KL 0 through the value warm-up. The issue's held-out raise is `xfail` when
     not reached: over a small pool the toy policy memorises the prompts it is rewarded on (here held-out
-    0.695 -> 0.653); the one setting measured to raise it (a 4,096-prompt pool, policy LR 1e-4, 120 steps:
-    0.679 -> 0.697-0.705 on 200 prompts for 2 of 3 seeds, 0.6835 for the third) takes 10-15 CPU-minutes,
-    beyond the suite's budget (README, "PPO on tiny")."""
+    0.695 -> 0.653); the setting measured to raise it (a 4,096-prompt pool, policy LR 1e-4, 120 steps of
+    32 prompts x 4 samples: 0.679 -> 0.7015 / 0.730 on 200 prompts, two seeds) takes ~20 CPU-minutes, beyond
+    the suite's budget (README, "PPO on tiny")."""
     args = _root_with_upstream(small_run, tmp_path)
     run_qwen(["ppo", *args, *RULE_RUN])
     stage = tmp_path / "small" / "ppo"
@@ -68,8 +68,8 @@ def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path
             f"held-out greedy reward {initial['mean_reward']:.3f} -> {final['mean_reward']:.3f} (accuracy "
             f"{initial['accuracy']:.3f} -> {final['accuracy']:.3f}) while the trained-on prompts rose "
             f"{initial['seen/mean_reward']:.3f} -> {final['seen/mean_reward']:.3f}: issue 16's held-out raise "
-            "is not reached here; a 4,096-prompt pool at LR 1e-4 reached it in 120 steps on 2 of 3 seeds, too slow for "
-            "the suite (README)"
+            "is not reached here; a 4,096-prompt pool at LR 1e-4 reached it in 120 steps of 32 x 4 (two seeds), too "
+            "slow for the suite (README)"
         )
     assert final["accuracy"] >= initial["accuracy"], report
 
