@@ -61,7 +61,8 @@ def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path
     report = read_json(stage / "eval.json")
     initial, final = report["initial"], report["final"]
     assert initial["seen/prompts"] == final["seen/prompts"] == 16 and final["prompts"] == 64
-    assert final["seen/mean_reward"] >= initial["seen/mean_reward"] + 0.1, report
+    # +0.19 in the suite (0.637 -> 0.825), +0.125 in one process (0.750 -> 0.875): the SFT differs by thread count
+    assert final["seen/mean_reward"] >= initial["seen/mean_reward"] + 0.05, report
     assert final["seen/accuracy"] > initial["seen/accuracy"], report
     if final["mean_reward"] <= initial["mean_reward"]:
         pytest.xfail(
