@@ -95,15 +95,16 @@ def run_ppo(
         resumed_from = step
     gen_kw = dict(vocab=vocab, generator_cls=Generator, sampling_cls=SamplingConfig, replicas=replicas)
 
-    def evaluate() -> dict[str, float]:
+    def evaluate() -> dict[str, float]:  # {} when there is nothing to score
         out = greedy_eval(models.policy, tokenizer, heldout, cfg, **gen_kw) if heldout else {}
         if seen:
             out.update({f"seen/{k}": v for k, v in greedy_eval(models.policy, tokenizer, seen, cfg, **gen_kw).items()})
         return out
 
-    if not initial and (heldout or seen):
+    if not initial:
         initial = evaluate()
-        log({f"eval/{k}": v for k, v in initial.items()}, 0)
+        if initial:
+            log({f"eval/{k}": v for k, v in initial.items()}, 0)
 
     def checkpoint() -> str:
         rngs = replicas.gather(rstate.rng_state())
@@ -141,7 +142,7 @@ def run_ppo(
             path, saved_at = checkpoint(), step
     if saved_at != step:
         path = checkpoint()
-    final = evaluate() if heldout or seen else {}
+    final = evaluate()
     if final:
         log({f"eval/{k}": v for k, v in final.items()}, step)
     return PPOResult("completed", step, path, resumed_from, initial, final, metrics)

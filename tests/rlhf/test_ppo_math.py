@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qwen_hpc.alignment import embedded
+from qwen_hpc.rlhf.config import PPOConfig
 from qwen_hpc.rlhf.ppo import RunningMoments, embedded_prompts, gae, prompts_at, rule_reward
 
 
@@ -54,7 +55,5 @@ def test_the_prompt_stream_is_a_pure_function_of_the_cursor() -> None:
 
 
 def test_a_seen_evaluation_larger_than_the_prompt_pool_is_rejected() -> None:
-    from qwen_hpc.rlhf.config import PPOConfig
-
     with pytest.raises(ValueError, match=r"train_prompts=8 must be >= 1 and seen_eval_prompts=9 in \[0, train_prompts\]"):
         PPOConfig(train_prompts=8, seen_eval_prompts=9)

@@ -1,7 +1,7 @@
 """Stage `ppo` through the CLI on the small run: with the rule reward, PPO raises the reward of the prompts it
-trains on over the SFT policy with a bounded KL (the held-out raise is `xfail` while not reached); the value warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves
-and the rerun makes the same next rollouts and updates as an uninterrupted run; a reward model that returns
-NaN stops the run with a message."""
+trains on over the SFT policy with a bounded KL (the held-out raise is `xfail` while not reached); the value
+warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves and the rerun makes the same next
+rollouts and updates as an uninterrupted run; a reward model that returns NaN stops the run with a message."""
 
 from __future__ import annotations
 
