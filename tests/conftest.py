@@ -184,9 +184,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Costly groups first (a stable sort: each file's tests keep their order); every heavy Slurm test must be
-    in the `slurm` group, or two workers would run them at once."""
+    in the `slurm` group, or two workers would run them at once; `long` tests skip unless asked for."""
     strays = sorted({i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slurm")
                      and i.get_closest_marker("slow") and test_group(i.nodeid) != "slurm"})
     if strays:
         raise pytest.UsageError(f"slow Slurm tests outside SHARED_GROUPS['slurm']: {strays}")
     items.sort(key=lambda item: -GROUP_SECONDS.get(test_group(item.nodeid), 0))
+    if os.environ.get("QWEN_HPC_LONG_TESTS") != "1":
+        skip = pytest.mark.skip(reason="a long opt-in run (tens of CPU-minutes): set QWEN_HPC_LONG_TESTS=1 to run it")
+        for item in items:
+            if item.get_closest_marker("long"):
+                item.add_marker(skip)

@@ -136,6 +136,7 @@ class PPOConfig:
     gamma: float = 1.0  # OpenRLHF default
     lam: float = 0.95  # OpenRLHF default (GAE lambda)
     ppo_epochs: int = 1  # OpenRLHF max_epochs
+    train_batch_size: int = 0  # rollouts per optimizer step (OpenRLHF train_batch_size); 0 = the step's whole batch
     micro_batch_size: int = 8  # sequences per forward/backward
     clip_grad: float = 1.0  # OpenRLHF max_norm
     ptx_coef: float = 0.05  # OpenRLHF ptx_coef; paper: used, value unconfirmed
@@ -170,6 +171,13 @@ class PPOConfig:
             raise ValueError("ppo: kl_coef, value_clip, eps_clip, ptx_coef >= 0 and lam in [0, 1]")
         if self.policy_lr <= 0 or self.value_lr <= 0 or self.micro_batch_size < 1 or self.ppo_epochs < 1:
             raise ValueError("ppo: policy_lr, value_lr > 0; micro_batch_size, ppo_epochs >= 1")
+        rollouts = self.prompts_per_step * self.samples_per_prompt
+        if self.train_batch_size < 0 or (self.train_batch_size and rollouts % self.train_batch_size):
+            raise ValueError(
+                f"ppo.train_batch_size={self.train_batch_size} must be 0 (the whole batch) or divide the step's "
+                f"{rollouts} rollouts (prompts_per_step={self.prompts_per_step} x samples_per_prompt="
+                f"{self.samples_per_prompt})"
+            )
         if self.train_prompts < 1 or not 0 <= self.seen_eval_prompts <= self.train_prompts:
             raise ValueError(
                 f"ppo: train_prompts={self.train_prompts} must be >= 1 and seen_eval_prompts="

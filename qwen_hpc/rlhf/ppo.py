@@ -294,13 +294,16 @@ def update(
     models: PPOModels, exp: Experience, cfg: PPOConfig, *, warmup: bool, vocab: int, ptx_batch: torch.Tensor | None,
     replicas: Replicas | None = None,
 ) -> dict[str, float]:
-    """One PPO update over the experience (`ppo_epochs` passes, one optimizer step per pass). Data parallel:
-    `exp` is this replica's share; the losses are weighted by its share of the whole batch's response
-    tokens (and of the ptx batch, whole on entry) and the gradients summed over the replicas."""
+    """One PPO update over the experience: `ppo_epochs` passes, each split into mini-batches of
+    `train_batch_size` rollouts (0: the whole batch) with one optimizer step each (OpenRLHF's
+    train_batch_size: more policy steps per rollout, which is the costly phase). Data parallel: `exp` is this
+    replica's share and a mini-batch is the same slice of every replica's share; the losses are weighted by
+    the replica's share of the mini-batch's response tokens (the ptx batch, whole on entry, is split over the
+    replicas and added to every step) and the gradients summed over the replicas."""
     replicas = replicas or Replicas()
     t0 = time.perf_counter()
     n = exp.tokens.shape[0]
-    total_tokens = replicas.sum([exp.mask.sum().item()])[0]
+    per_step = cfg.train_batch_size // replicas.size if cfg.train_batch_size else n
     ptx_rows = None
     if not warmup and cfg.ptx_coef > 0 and ptx_batch is not None:
         ptx_rows = torch.stack(replicas.share(list(ptx_batch)))
@@ -308,45 +311,58 @@ def update(
     models.policy.train()
     models.value.train()
     for _ in range(cfg.ppo_epochs):
-        models.policy_opt.zero_grad(set_to_none=True)
-        models.value_opt.zero_grad(set_to_none=True)
-        for start in range(0, n, cfg.micro_batch_size):
-            sl = slice(start, start + cfg.micro_batch_size)
-            tokens, mask = exp.tokens[sl], exp.mask[sl]
-            share = mask.sum() / max(total_tokens, 1.0)
-            values = models.value.values(tokens)[:, :-1]
-            clipped = exp.old_values[sl] + (values - exp.old_values[sl]).clamp(-cfg.value_clip, cfg.value_clip)
-            v_loss = 0.5 * masked_mean(
-                torch.max((values - exp.returns[sl]) ** 2, (clipped - exp.returns[sl]) ** 2), mask
-            )
-            (v_loss * share).backward()
-            stats["value_loss"].append(v_loss.item())
-            if warmup:
-                continue
-            logp, _ = sequence_logprobs(models.policy, tokens, vocab)
-            ratio = (logp - exp.old_logp[sl]).exp()
-            adv = exp.advantages[sl]
-            surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.eps_clip, 1 + cfg.eps_clip) * adv)
-            p_loss = -masked_mean(surrogate, mask)
-            (p_loss * share).backward()
-            stats["policy_loss"].append(p_loss.item())
-            stats["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.eps_clip).float(), mask).item())
-        if ptx_rows is not None:
-            loss = ptx_loss(models.policy, ptx_rows, vocab)
-            (cfg.ptx_coef * loss / replicas.size).backward()
-            stats["ptx_loss"].append(loss.item())
-        replicas.sum_grads(models.value.parameters())
-        if not warmup:
-            replicas.sum_grads(models.policy.parameters())
-        replicas.clip_grad_norm(models.value.parameters(), cfg.clip_grad)
-        models.value_opt.step()
-        if not warmup:
-            replicas.clip_grad_norm(models.policy.parameters(), cfg.clip_grad)
-            models.policy_opt.step()
+        for first in range(0, n, per_step):
+            _minibatch_step(models, exp, slice(first, min(first + per_step, n)), cfg, stats, warmup=warmup,
+                            vocab=vocab, ptx_rows=ptx_rows, replicas=replicas)
     out = replicas.mean({k: sum(v) / len(v) for k, v in stats.items() if v})
     out["time/training_s"] = time.perf_counter() - t0
     out["value_warmup"] = float(warmup)
+    out["optimizer_steps"] = float(cfg.ppo_epochs * -(-n // per_step))
     return out
+
+
+def _minibatch_step(
+    models: PPOModels, exp: Experience, rows: slice, cfg: PPOConfig, stats: dict[str, list[float]], *,
+    warmup: bool, vocab: int, ptx_rows: torch.Tensor | None, replicas: Replicas,
+) -> None:
+    """One optimizer step of the value model (and, after the warm-up, of the policy) on `rows` of the
+    experience, accumulated over micro-batches of `micro_batch_size` sequences."""
+    models.policy_opt.zero_grad(set_to_none=True)
+    models.value_opt.zero_grad(set_to_none=True)
+    total_tokens = replicas.sum([exp.mask[rows].sum().item()])[0]
+    for start in range(rows.start, rows.stop, cfg.micro_batch_size):
+        sl = slice(start, min(start + cfg.micro_batch_size, rows.stop))
+        tokens, mask = exp.tokens[sl], exp.mask[sl]
+        share = mask.sum() / max(total_tokens, 1.0)
+        values = models.value.values(tokens)[:, :-1]
+        clipped = exp.old_values[sl] + (values - exp.old_values[sl]).clamp(-cfg.value_clip, cfg.value_clip)
+        v_loss = 0.5 * masked_mean(
+            torch.max((values - exp.returns[sl]) ** 2, (clipped - exp.returns[sl]) ** 2), mask
+        )
+        (v_loss * share).backward()
+        stats["value_loss"].append(v_loss.item())
+        if warmup:
+            continue
+        logp, _ = sequence_logprobs(models.policy, tokens, vocab)
+        ratio = (logp - exp.old_logp[sl]).exp()
+        adv = exp.advantages[sl]
+        surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.eps_clip, 1 + cfg.eps_clip) * adv)
+        p_loss = -masked_mean(surrogate, mask)
+        (p_loss * share).backward()
+        stats["policy_loss"].append(p_loss.item())
+        stats["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.eps_clip).float(), mask).item())
+    if ptx_rows is not None:
+        loss = ptx_loss(models.policy, ptx_rows, vocab)
+        (cfg.ptx_coef * loss / replicas.size).backward()
+        stats["ptx_loss"].append(loss.item())
+    replicas.sum_grads(models.value.parameters())
+    if not warmup:
+        replicas.sum_grads(models.policy.parameters())
+    replicas.clip_grad_norm(models.value.parameters(), cfg.clip_grad)
+    models.value_opt.step()
+    if not warmup:
+        replicas.clip_grad_norm(models.policy.parameters(), cfg.clip_grad)
+        models.policy_opt.step()
 
 
 def greedy_eval(policy: Any, tokenizer: Any, prompts: Sequence[Prompt], cfg: PPOConfig, *, vocab: int,

@@ -176,6 +176,8 @@ def check_rlhf_layout(stage: str, cfg: QwenConfig) -> None:
     checks = [("batch_size", section.batch_size)] if stage != "ppo" else [("prompts_per_step", section.prompts_per_step)]
     if stage == "ppo" and section.ptx_coef > 0:
         checks.append(("ptx_batch_size", section.ptx_batch_size))
+    if stage == "ppo" and section.train_batch_size:
+        checks.append(("train_batch_size", section.train_batch_size))
     for name, value in checks:
         if value % replicas:
             raise PreflightError(

@@ -57,3 +57,10 @@ def test_the_prompt_stream_is_a_pure_function_of_the_cursor() -> None:
 def test_a_seen_evaluation_larger_than_the_prompt_pool_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"train_prompts=8 must be >= 1 and seen_eval_prompts=9 in \[0, train_prompts\]"):
         PPOConfig(train_prompts=8, seen_eval_prompts=9)
+
+
+def test_a_train_batch_that_does_not_divide_the_rollouts_is_rejected() -> None:
+    assert PPOConfig(prompts_per_step=8, samples_per_prompt=4, train_batch_size=16).train_batch_size == 16
+    with pytest.raises(ValueError, match=r"train_batch_size=12 must be 0 \(the whole batch\) or divide the step's 32 "
+                                         r"rollouts \(prompts_per_step=8 x samples_per_prompt=4\)"):
+        PPOConfig(prompts_per_step=8, samples_per_prompt=4, train_batch_size=12)

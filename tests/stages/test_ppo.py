@@ -1,7 +1,8 @@
 """Stage `ppo` through the CLI on the small run: with the rule reward, PPO raises the reward of the prompts it
-trains on over the SFT policy with a bounded KL (the held-out raise is `xfail` while not reached); the value
-warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves and the rerun makes the same next
-rollouts and updates as an uninterrupted run; a reward model that returns NaN stops the run with a message."""
+trains on over the SFT policy with a bounded KL (the held-out raise is `xfail` here; an opt-in long run asserts
+it); the value warm-up keeps KL at 0 and the policy unchanged; SIGTERM mid-run saves and the rerun makes the
+same next rollouts and updates as an uninterrupted run; a reward model that returns NaN stops the run with a
+message."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path
     not reached: over a small pool the toy policy memorises the prompts it is rewarded on (here held-out
     0.695 -> 0.653); the setting measured to raise it (a 4,096-prompt pool, policy LR 1e-4, 120 steps of
     32 prompts x 4 samples: 0.679 -> 0.7015 / 0.730 on 200 prompts, two seeds) takes ~20 CPU-minutes, beyond
-    the suite's budget (README, "PPO on tiny")."""
+    the suite's budget: `test_ppo_with_the_rule_reward_raises_the_held_out_reward` runs it on request."""
     args = _root_with_upstream(small_run, tmp_path)
     run_qwen(["ppo", *args, *RULE_RUN])
     stage = tmp_path / "small" / "ppo"
@@ -70,16 +71,42 @@ def test_ppo_with_the_rule_reward_beats_the_sft_policy(small_run, tmp_path: Path
             f"{initial['accuracy']:.3f} -> {final['accuracy']:.3f}) while the trained-on prompts rose "
             f"{initial['seen/mean_reward']:.3f} -> {final['seen/mean_reward']:.3f}: issue 16's held-out raise "
             "is not reached here; a 4,096-prompt pool at LR 1e-4 reached it in 120 steps of 32 x 4 (two seeds), too "
-            "slow for the suite (README)"
+            "slow for the suite: QWEN_HPC_LONG_TESTS=1 runs test_ppo_with_the_rule_reward_raises_the_held_out_reward"
         )
     assert final["accuracy"] >= initial["accuracy"], report
 
 
+# the setting measured to raise the held-out reward: a pool of 4,096 training prompts (none repeats, so there is
+# nothing to memorise), 120 steps of 32 prompts x 4 samples at policy LR 1e-4, scored on 200 held-out prompts
+HELDOUT_RUN = ["ppo.reward=rule", "ppo.steps=120", "ppo.value_warmup_steps=10", "ppo.prompts_per_step=32",
+               "ppo.samples_per_prompt=4", "ppo.policy_lr=1e-4", "ppo.value_lr=3e-4", "ppo.max_new_tokens=14",
+               "ppo.train_prompts=4096", "ppo.heldout_prompts=200", "ppo.micro_batch_size=32"]
+
+
+@pytest.mark.long
+def test_ppo_with_the_rule_reward_raises_the_held_out_reward(small_run, tmp_path: Path) -> None:
+    """Issue 16's held-out raise, as an opt-in run (~20 CPU-minutes: beyond CI's budget, README "PPO on tiny"):
+    the greedy reward and accuracy on 200 held-out questions rise over the SFT policy's with a bounded KL
+    (measured 0.679 -> 0.7015 / 0.730, 40 -> 43 / 47.5 % right, seeds 1234 / 3)."""
+    args = _root_with_upstream(small_run, tmp_path)
+    run_qwen(["ppo", *args, *HELDOUT_RUN], timeout=5400)
+    stage = tmp_path / "small" / "ppo"
+    steps = _steps(stage)
+    assert sorted(steps) == list(range(1, 121)) and max(r["kl"] for r in steps.values()) < KL_BOUND
+    report = read_json(stage / "eval.json")
+    initial, final = report["initial"], report["final"]
+    assert final["prompts"] == 200
+    assert final["mean_reward"] > initial["mean_reward"] and final["accuracy"] > initial["accuracy"], report
+
+
 def test_ppo_logs_every_phase_and_keeps_kl_at_zero_in_warmup(small_run, tmp_path: Path) -> None:
     args = _root_with_upstream(small_run, tmp_path)
-    run_qwen(["ppo", *args, *FAST, "ppo.reward=rule", "ppo.steps=5", "ppo.value_warmup_steps=2"])
+    # 4 prompts x 2 samples in mini-batches of 4 rollouts: two optimizer steps per PPO step
+    run_qwen(["ppo", *args, *FAST, "ppo.reward=rule", "ppo.steps=5", "ppo.value_warmup_steps=2",
+              "ppo.train_batch_size=4"])
     steps = _steps(tmp_path / "small" / "ppo")
     assert sorted(steps) == list(range(1, 6))
+    assert all(r["optimizer_steps"] == 2.0 for r in steps.values())
     assert all(steps[s]["kl"] == 0.0 and steps[s]["value_warmup"] == 1.0 for s in (1, 2))
     assert max(abs(r["kl"]) for r in steps.values()) < KL_BOUND
     for key in ("reward/raw", "reward/normalized", "entropy", "policy_loss", "value_loss", "clip_fraction",

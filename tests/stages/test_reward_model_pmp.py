@@ -32,14 +32,23 @@ def test_pmp_trains_from_the_sft_checkpoint_and_reports(small_run) -> None:
     assert (out / "checkpoints" / "latest").read_text().strip() == "iter_0000150"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "measured 84 % held-out accuracy after 150 steps from the small run's 2,000-step SFT (83 % on 400 held-out "
-    "pairs, train accuracy 82 %: the 2-layer model underfits); on 400 pairs 4 / 8 epochs 84.5 / 88.5 %, "
-    "2,400 pairs in batches of 8 at LR 3e-4 90.2 %, 3,600 pairs 88.2 %: pairs with a wrong result stay at "
-    "58-73 % (README), so the 90 % goal of issue 16 is not reached robustly within the suite's budget"))
 def test_pmp_separates_verifiable_pairs(small_run) -> None:
+    """Strict: PMP learns the verifiable pairs well above chance (>= 75 % held-out, >= 80 % against another
+    question's answer). Issue 16's 90 % is `xfail` when not reached: it varies with the SFT policy the reward
+    model starts from (measured 84-89 % on these 100 pairs; on 400, 82.5-90.2 % over SFT builds and settings,
+    README), because pairs with a wrong result need the sum, which the 2-layer policy gets right 40 % of the
+    time."""
     out = small_run.stage("reward_model_pmp")
-    assert read_json(out / "eval.json")["heldout"]["accuracy"] >= 0.9
+    held = read_json(out / "eval.json")["heldout"]
+    other = [v for k, v in held.items() if k.endswith("/other_question")]
+    assert held["accuracy"] >= 0.75 and other and min(other) >= 0.8, held
+    if held["accuracy"] < 0.9:
+        pytest.xfail(
+            f"held-out pairwise accuracy {held['accuracy']:.3f} (against another question's answer "
+            f"{', '.join(f'{v:.2f}' for v in other)}; against a wrong result "
+            f"{', '.join(f'{v:.2f}' for k, v in held.items() if k.endswith('/wrong_result'))}): issue 16's 90 % "
+            "is not reached from this SFT policy (README, reward model on tiny)"
+        )
 
 
 def test_pmp_reports_hh_rlhf_next_to_table4(small_run) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO, child_env
+from tests.stages.conftest import BRANCH_STEPS
 
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 STAGES = ("data", "tokenizer", "tokens", "pretrain", "sft", "evaluate", "report")
@@ -16,9 +17,15 @@ RECIPE_STAGES = (*STAGES, "long_context", "export_hf", "agent_eval", "reward_mod
                  "code_pretrain", "code_sft", *MATH_STAGES)
 
 
-# The tiny DAG the tests build: the tiny experiment with a short SFT (the stage's default trains 2,000 steps for
-# its chat quality, which tests/stages/test_sft.py measures; here only the orchestration is under test)
-TINY_DAG_OVERRIDES = ("sft.train.train_iters=100", "sft.heldout_eval=64")
+# The tiny DAG the tests build: the tiny experiment with short chat stages. Here only the orchestration is under
+# test; what the stages learn is measured where they run alone (tests/stages: the SFT's default 2,000 steps, the
+# reward models' pairs, PPO's steps) and the branches take the Slurm DAG's few steps.
+TINY_DAG_OVERRIDES = (
+    "sft.train.train_iters=100", "sft.heldout_eval=64",
+    "reward_model_pmp.synthetic.train_pairs=480", "reward_model.synthetic.train_pairs=160",
+    "ppo.steps=12", "ppo.value_warmup_steps=3", "ppo.heldout_prompts=16",
+    *BRANCH_STEPS,
+)
 
 
 def tiny_config(*overrides: str) -> list[str]:
