@@ -157,7 +157,7 @@ SHARED_GROUPS = {
 GROUP_SECONDS = {  # measured on 2 cores, one worker: the costly groups start first, so none is left for last
     "slurm": 1050,
     "small_chat": 1000,
-    "tiny_dag": 720,
+    "tiny_dag": 450,
     "tests/stages/test_long_context.py": 400,
     "tests/training/test_parallel.py": 200,
     "tests/stages/test_evaluate.py": 160,
