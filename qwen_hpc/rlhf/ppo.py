@@ -296,8 +296,8 @@ def update(
 ) -> dict[str, float]:
     """One PPO update over the experience: `ppo_epochs` passes, each split into mini-batches of
     `train_batch_size` rollouts (0: the whole batch) with one optimizer step each (OpenRLHF's
-    train_batch_size: more policy steps per rollout, which is the costly phase). Data parallel: `exp` is this
-    replica's share and a mini-batch is the same slice of every replica's share; the losses are weighted by
+    train_batch_size: more optimizer steps from the same rollouts). Data parallel: `exp` is this replica's
+    share and a mini-batch is the same slice of every replica's share; the losses are weighted by
     the replica's share of the mini-batch's response tokens (the ptx batch, whole on entry, is split over the
     replicas and added to every step) and the gradients summed over the replicas."""
     replicas = replicas or Replicas()
