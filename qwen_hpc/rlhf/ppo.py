@@ -310,14 +310,15 @@ def update(
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [], "ptx_loss": []}
     models.policy.train()
     models.value.train()
+    starts = range(0, n, per_step)  # n is a multiple of per_step (PPOConfig and preflight check it)
     for _ in range(cfg.ppo_epochs):
-        for first in range(0, n, per_step):
-            _minibatch_step(models, exp, slice(first, min(first + per_step, n)), cfg, stats, warmup=warmup,
-                            vocab=vocab, ptx_rows=ptx_rows, replicas=replicas)
+        for first in starts:
+            _minibatch_step(models, exp, slice(first, first + per_step), cfg, stats, warmup=warmup, vocab=vocab,
+                            ptx_rows=ptx_rows, replicas=replicas)
     out = replicas.mean({k: sum(v) / len(v) for k, v in stats.items() if v})
     out["time/training_s"] = time.perf_counter() - t0
     out["value_warmup"] = float(warmup)
-    out["optimizer_steps"] = float(cfg.ppo_epochs * -(-n // per_step))
+    out["optimizer_steps"] = float(cfg.ppo_epochs * len(starts))
     return out
 
 
